@@ -10,8 +10,8 @@ RTOL = {torch.float64: 1e-10, torch.float32: 1e-4}
 
 def rel_error(actual, expected) -> float:
     """||actual - expected||_F / max(||expected||_F, tiny)."""
-    actual = torch.as_tensor(actual, dtype=torch.float64).cpu()
-    expected = torch.as_tensor(expected, dtype=torch.float64).cpu()
+    actual = torch.as_tensor(actual).detach().to("cpu", torch.float64)
+    expected = torch.as_tensor(expected).detach().to("cpu", torch.float64)
     denom = max(float(torch.linalg.norm(expected)), 1e-300)
     return float(torch.linalg.norm(actual - expected)) / denom
 
