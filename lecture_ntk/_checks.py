@@ -10,31 +10,37 @@ import numbers
 import numpy as np
 import torch
 
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# float16/bfloat16 are refused: their ~1e-3 resolution is coarser than every
+# tolerance of the package, and several kernels (Cholesky, angles) need more.
+FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
 def as_tensor(x, name: str, *, like: torch.Tensor | None = None) -> torch.Tensor:
     """Turn a tensor, numpy array or nested list into a floating tensor.
 
-    Integer, boolean and complex inputs are refused (a silent cast would hide a bug).
-    numpy arrays keep their dtype; python lists become float64. With ``like``,
-    the result must share its device and dtype.
+    Integer, boolean, complex and half-precision inputs are refused (a silent
+    cast would hide a bug). numpy arrays keep their dtype; python lists become
+    float64. With ``like``, the result must share its device and dtype.
     """
     if isinstance(x, torch.Tensor):
         t = x
     elif isinstance(x, np.ndarray):
         if x.dtype.kind not in "f":
-            raise TypeError(f"{name}: expected a floating-point array, got dtype {x.dtype}")
+            raise TypeError(f"{name}: expected a floating-point array (float32 or float64), "
+                            f"got dtype {x.dtype}")
         t = torch.from_numpy(np.ascontiguousarray(x))
     elif isinstance(x, (list, tuple, numbers.Real)) and not isinstance(x, bool):
         try:
             t = torch.as_tensor(x, dtype=torch.float64)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name}: expected a tensor or array of real numbers ({exc})") from None
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"{name}: expected a tensor or array of real numbers, got a "
+                            f"{type(x).__name__} that torch cannot read as one ({exc})") from None
     else:
         raise TypeError(f"{name}: expected a torch.Tensor or numpy array, got {type(x).__name__}")
     if t.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected a floating dtype (float32 or float64), got {t.dtype}")
+        hint = " (convert with .double() or .float())" if t.dtype.is_floating_point else ""
+        raise TypeError(f"{name}: expected a floating dtype (float32 or float64), "
+                        f"got {t.dtype}{hint}")
     if like is not None:
         if t.device != like.device:
             raise ValueError(f"{name}: expected a tensor on {like.device} (like the other inputs), "
@@ -43,6 +49,16 @@ def as_tensor(x, name: str, *, like: torch.Tensor | None = None) -> torch.Tensor
             raise TypeError(f"{name}: expected dtype {like.dtype} (like the other inputs), "
                             f"got {t.dtype}")
     return t
+
+
+def check_dtype(dtype, name: str = "dtype") -> torch.dtype:
+    """Raise unless ``dtype`` is torch.float32 or torch.float64; return it."""
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"{name}: expected torch.float32 or torch.float64, "
+                        f"got {type(dtype).__name__} {dtype!r}")
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected torch.float32 or torch.float64, got {dtype}")
+    return dtype
 
 
 def check_finite(t: torch.Tensor, name: str) -> torch.Tensor:

@@ -10,6 +10,8 @@ Two routes to the same numbers:
 Parameters are flattened in ``model.parameters()`` order; for
 ``network.ShallowNet`` that is the lecture's order (A first, then B row by row).
 
+Numerics: float32 products run with TF32 off (``precision.full_precision``).
+
 Lecture: Definitions 1-2, Example 1, proof of Theorem 1; FORMULAS.md §2-§5; notebooks 01, 02.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch.func import functional_call, jacrev
 from . import activations
 from ._checks import as_samples, check_same_d
 from .network import _check_AB
+from .precision import full_precision
 
 # Rows of X differentiated together by ``jacobian``; see its Numerics note.
 _CHUNK = 64
@@ -41,9 +44,12 @@ def _check_model(model) -> torch.Tensor:
             raise TypeError(f"model: expected all parameters to share one floating dtype and "
                             f"device ({first.dtype}, {first.device}); parameter {name!r} has "
                             f"{p.dtype} on {p.device}")
+        if not bool(torch.isfinite(p).all()):
+            raise ValueError(f"model: expected finite parameters, got NaN/inf entries in {name!r}")
     return first
 
 
+@full_precision()
 def jacobian(model: nn.Module, X) -> torch.Tensor:
     """Jacobian of every output of ``model`` with respect to all its parameters.
 
@@ -109,6 +115,7 @@ def psi(model: nn.Module, X) -> torch.Tensor:
     return J[:, 0, :]
 
 
+@full_precision()
 def empirical_ntk(model: nn.Module, X1, X2=None) -> torch.Tensor:
     """The neural tangent kernel of a finite network at its current parameters w0.
 
@@ -152,6 +159,7 @@ def _check_shallow(A, B, X, name):
     return A, B, X
 
 
+@full_precision()
 def shallow_grad(A, B, X, *, activation="relu_normalized", scaled: bool = True) -> torch.Tensor:
     """The hand-derived gradient of f(w; x) = A phi(B x) / sqrt(k) at every row of X.
 
@@ -178,6 +186,7 @@ def shallow_grad(A, B, X, *, activation="relu_normalized", scaled: bool = True) 
     return G / math.sqrt(k) if scaled else G
 
 
+@full_precision()
 def shallow_ntk_terms(A, B, X1, X2=None, *, activation="relu_normalized",
                       scaled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The two terms of the finite-width NTK of the one-hidden-layer network.

@@ -6,6 +6,8 @@ d2f/dB_i^2 = c_i = A_i phi''(B_i x) x^2 / sqrt(k), so in the coordinates (A_i, B
 eigenvalues (c_i -+ sqrt(c_i^2 + 4 b_i^2)) / 2. Hence ||H||_2 = O(1/sqrt(k)) while K(x, x) = O(1):
 wide networks are nearly linear in w, and training barely moves w and K (``training_drift``).
 
+Numerics: ``hessian`` runs with TF32 off (``precision.full_precision``).
+
 Lecture: §4 Proposition 1 and Appendix A; FORMULAS.md §10, §13; notebook 05.
 """
 from __future__ import annotations
@@ -15,8 +17,10 @@ import math
 import torch
 
 from . import activations, empirical, network
-from ._checks import as_samples, as_tensor, check_finite, check_int, check_ndim, check_real
+from ._checks import (as_samples, as_tensor, check_dtype, check_finite, check_int, check_ndim,
+                      check_real)
 from .device import rand, randn
+from .precision import full_precision
 
 INITS = ("gaussian", "uniform")
 
@@ -40,6 +44,7 @@ def _check_net(A, B, x) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return A, B, x
 
 
+@full_precision()
 def hessian(A, B, x, *, activation, scaled: bool = True) -> torch.Tensor:
     """The (p, p) Hessian of f_x(w) with respect to w, by automatic differentiation.
 
@@ -230,6 +235,7 @@ def norm_vs_width(widths, x, *, activation, generator: torch.Generator, num_draw
     widths = _check_widths(widths)
     x = check_real(x, "x")
     num_draws = check_int(num_draws, "num_draws", minimum=2)
+    dtype = check_dtype(dtype)
     if init not in INITS:
         raise ValueError(f"init: expected one of {INITS}, got {init!r}")
     act = activations.get(activation)

@@ -4,11 +4,12 @@
   ``drelu_dual`` (its derivative, equal to the dual of phi'), ``relu_ntk``;
   ``ntk_from_dual`` (Theorem 1 for any phi); ``quadrature_dual`` (any phi).
 - ``gaussian_expectations``: Sigma = E[phi(u) phi(v)], Sigma_dot = E[phi'(u) phi'(v)]
-  for any covariance; closed forms for relu, relu_normalized and erf, quadrature
-  (``kernels_quadrature``) for every other activation.
+  for any covariance; closed forms for relu, relu_normalized, erf and sin,
+  quadrature (``kernels_quadrature``) for every other activation.
 - ``nngp``, ``ntk``, ``ntk_terms``: Gram matrices on samples X (rows), any input
   norm, depth L >= 1 by the recursion of FORMULAS.md §12 (weights N(0, 1), no
-  biases, no 1/sqrt(d) on the input layer, 1/sqrt(width) on later layers).
+  biases, no 1/sqrt(d) on the input layer, 1/sqrt(width) on later layers),
+  computed in row blocks by ``kernels_gram`` (bounded memory, accurate angles).
 
 Lecture: §3 Theorem 1, Example 2, NTK with several outputs; FORMULAS.md §6-§8, §12;
 notebooks 03, 04.
@@ -22,7 +23,9 @@ import torch
 
 from . import activations
 from ._checks import as_samples, as_tensor, check_finite, check_int, check_same_d
-from .kernels_quadrature import DEFAULT_DEG, ArcCosJ1, expectations, polar_cos, sin_delta
+from .kernels_gram import (CLOSED_FORMS, erf_expectations, gram, relu_expectations,
+                           relu_normalized_expectations)
+from .kernels_quadrature import DEFAULT_DEG, ArcCosJ1, expectations, sin_delta
 
 _PI = math.pi
 
@@ -132,31 +135,18 @@ def quadrature_dual(activation, xi, deg: int = DEFAULT_DEG) -> torch.Tensor:
 
 # ------------------------------------------------------------ Gaussian expectations (§12)
 
-def _relu_normalized(s11, s22, s12):
-    r, c = polar_cos(s11, s22, s12)
-    sigma = r * ArcCosJ1.apply(c) / _PI
-    sigma_dot = torch.where(r > 0, sin_delta(c)[1] / _PI, torch.zeros_like(c))
-    return sigma, sigma_dot
+def _closed(act):
+    """The closed form of a registered activation, else None (custom Activations: quadrature)."""
+    closed = CLOSED_FORMS.get(act.name)
+    if closed is not None and act.name in activations.NAMES and activations.get(act.name) is act:
+        return closed
+    return None
 
 
-def _relu(s11, s22, s12):
-    sigma, sigma_dot = _relu_normalized(s11, s22, s12)
-    return sigma / 2, sigma_dot / 2
-
-
-def _erf(s11, s22, s12):
-    det = torch.clamp_min(s11 * s22 - s12 * s12, 0.0)
-    root = torch.sqrt(1 + 2 * (s11 + s22) + 4 * det)  # = sqrt((1 + 2 s11)(1 + 2 s22) - 4 s12^2)
-    return (2 / _PI) * torch.atan2(2 * s12, root), (4 / _PI) / root
-
-
-_CLOSED_FORMS = {"relu": _relu, "relu_normalized": _relu_normalized, "erf": _erf}
-
-
-def _expectations(act, s11, s22, s12, deg=DEFAULT_DEG):
-    closed = _CLOSED_FORMS.get(act.name)
-    if closed is not None and activations.get(act.name) is act:
-        return closed(s11, s22, s12)
+def _expectations(act, s11, s22, s12, deg=DEFAULT_DEG, det=None):
+    closed = _closed(act)
+    if closed is not None:
+        return closed(s11, s22, s12, det)
     sigma, sigma_dot = expectations([(act.phi, act.phi), (act.dphi, act.dphi)], s11, s22, s12, deg)
     return sigma, sigma_dot
 
@@ -184,7 +174,8 @@ def gaussian_expectations(activation, s11, s22, s12, *, deg: int = DEFAULT_DEG):
       relu_normalized: Sigma = (1/pi) (sqrt(s11 s22 - s12^2) + (pi - theta) s12),
                        Sigma_dot = (pi - theta) / pi;   relu: half of both;
       erf: Sigma = (2/pi) arcsin(2 s12 / sqrt((1 + 2 s11)(1 + 2 s22))),
-           Sigma_dot = (4/pi) / sqrt((1 + 2 s11)(1 + 2 s22) - 4 s12^2).
+           Sigma_dot = (4/pi) / sqrt((1 + 2 s11)(1 + 2 s22) - 4 s12^2);
+      sin: Sigma = exp(-(s11 + s22)/2) sinh(s12), Sigma_dot = exp(-(s11 + s22)/2) cosh(s12).
     Any other activation: quadrature (``kernels_quadrature.expectations``).
 
     Lecture: §3 proof of Theorem 1; FORMULAS.md §8, §12; notebook 03.
@@ -205,7 +196,11 @@ def gaussian_expectations(activation, s11, s22, s12, *, deg: int = DEFAULT_DEG):
     Sigma_dot are 0 (phi'(0) = 0), with zero gradients. For erf, arcsin(rho) is
     computed as atan2(2 s12, root) with root^2 = 1 + 2 (s11 + s22) + 4 max(s11 s22 -
     s12^2, 0) >= 1: no clamp of arcsin's argument, no cancellation of two large
-    products, finite gradients.
+    products, finite gradients. For sin, exp(-a) sinh(s12) (a = (s11 + s22)/2) is
+    used for |s12| < 1 and (exp(s12 - a) - exp(-s12 - a)) / 2 otherwise: no overflow
+    (both exponents are <= 0 since |s12| <= a), full relative accuracy near 0.
+    Passing the same tensor as s11, s22 and s12 works, but its gradient then sums
+    large terms that cancel (s22 + s11 - 2 s12 for erf): ``nngp``/``ntk`` avoid it.
     """
     act = activations.get(activation)
     deg = check_int(deg, "deg", minimum=2)
@@ -213,35 +208,34 @@ def gaussian_expectations(activation, s11, s22, s12, *, deg: int = DEFAULT_DEG):
     for name, s in (("s11", s11), ("s22", s22)):
         if bool((s < 0).any()):
             raise ValueError(f"{name}: expected variances >= 0, got min {float(s.min()):.3g}")
+    # a covariance: s12^2 <= s11 s22, up to rounding of the caller's dot products
+    slack = 100 * torch.finfo(s12.dtype).eps ** 0.5
+    excess = s12.abs() - torch.sqrt(s11 * s22) * (1 + slack)
+    if bool((excess > 0).any()):
+        raise ValueError(f"s12: expected |s12| <= sqrt(s11 s22) (a covariance), got an excess of "
+                         f"{float(excess.max()):.3g}")
     return _expectations(act, s11, s22, s12, deg)
 
 
 # ---------------------------------------------------------------- kernels on samples
 
-def _recursion(X1, X2, activation, depth):
-    """Run §12: returns (Sigma^(L), Theta^(L), (Sigma^(1), Sigma^(0) * Sigma_dot^(1)))."""
+def _recursion(X1, X2, activation, depth, want):
+    """Validate and run §12 in row blocks (``kernels_gram.gram``)."""
     X1 = as_samples(X1, "X1")
-    same = X2 is None
-    X2 = X1 if same else as_samples(X2, "X2", like=X1)
-    check_same_d(X1, X2)
+    if X2 is not None:
+        X2 = as_samples(X2, "X2", like=X1)
+        check_same_d(X1, X2)
     act = activations.get(activation)
     depth = check_int(depth, "depth", minimum=1)
-    sigma = X1 @ X2.T                                     # Sigma^(0)(x, x~)
-    d1 = sigma.diagonal() if same else (X1 * X1).sum(-1)  # Sigma^(0)(x, x)
-    d2 = d1 if same else (X2 * X2).sum(-1)                # Sigma^(0)(x~, x~)
-    theta, first = sigma, None
-    for h in range(depth):
-        s, s_dot = _expectations(act, d1[:, None], d2[None, :], sigma)
-        if h == 0:
-            first = (s, sigma * s_dot)
-        theta = theta * s_dot + s
-        if same:  # the diagonal of the new layer, bit-for-bit consistent with s
-            d1 = d2 = s.diagonal()
-        else:
-            d1 = _expectations(act, d1, d1, d1)[0]
-            d2 = _expectations(act, d2, d2, d2)[0]
-        sigma = s
-    return sigma, theta, first
+    closed = _closed(act)
+    relu_scale = {relu_normalized_expectations: 1.0, relu_expectations: 0.5}.get(closed)
+
+    def expect(s11, s22, s12, det=None):
+        return _expectations(act, s11, s22, s12, det=det)
+
+    out = gram(X1, X2, expect=expect, depth=depth, want=want, relu_scale=relu_scale,
+               needs_det=closed is erf_expectations)
+    return out[0] if want != "terms" else tuple(out)
 
 
 def nngp(X1, X2=None, *, activation="relu_normalized", depth: int = 1) -> torch.Tensor:
@@ -257,21 +251,33 @@ def nngp(X1, X2=None, *, activation="relu_normalized", depth: int = 1) -> torch.
     Args:
         X1: (n1, d) tensor or numpy array, rows are samples (any norm).
         X2: (n2, d) tensor or array, same dtype and device; None means X1.
-        activation: "relu_normalized" (sqrt(2) max(0, z)), "relu", "erf" (closed
-            forms), another name from ``activations.NAMES`` or an ``Activation``
-            (quadrature, slower: 8192 evaluations of phi and of phi' per entry and layer).
+        activation: "relu_normalized" (sqrt(2) max(0, z)), "relu", "erf", "sin"
+            (closed forms), another name from ``activations.NAMES`` or an
+            ``Activation`` (quadrature, slower: 8192 evaluations of phi and of phi'
+            per entry and layer).
         depth: number of hidden layers L >= 1.
 
     Returns:
-        (n1, n2) torch tensor, dtype and device of X1. For the ReLU family a zero
-        input gives a zero row (or column).
+        (n1, n2) torch tensor, dtype and device of X1; exactly symmetric when X2 is
+        None. For the ReLU family a zero input gives a zero row (or column).
 
-    Numerics: see ``gaussian_expectations``. Angles come from Gram entries, so two
-    distinct but nearly parallel rows (1 - cos ~ 1e-12) have an angle known only to
-    ~eps / sin(angle); values stay accurate and gradients finite. With X2 = None the
-    diagonal is reused bit for bit (cos = 1 exactly there, angle gradient 0).
+    Numerics: values and input gradients are finite for every finite input
+    (zero rows, x~ = +-x, d = 1, any norm that does not overflow |x| |x~|). For the
+    ReLU family the first-layer angle of nearly (anti-)parallel rows (|cos| > 1/2)
+    comes from |u - v| and |u + v| (u = x/|x|, v = x~/|x~|), and each later angle
+    from the previous one with the versine 1 - cos kept to full relative accuracy
+    (``kernels_quadrature.AngleJ1``): values and gradients keep all digits at
+    1 - cos = 1e-12, instead of the half that arccos of a rounded cosine keeps. At
+    x~ = +-x exactly (the NTK has a cusp there) and at a zero row the gradient is
+    the zero subgradient. erf takes s11 s22 - s12^2 = (|x| |x~| sin(theta))^2 from
+    the same accurate angles. With X2 = None, cos = 1 exactly on the diagonal at
+    every layer. Rows are processed in blocks (``kernels_gram``): memory is the
+    output plus O(_BLOCK_ENTRIES) per temporary. float32 products run with TF32
+    off (``precision.full_precision``). Quadrature activations (tanh, softplus,
+    custom) are accurate to ~1e-13 for variances up to ~1 and lose accuracy as
+    the variance grows (~1e-10 at 9, ~1e-7 at 100 with deg 32); they stay finite.
     """
-    return _recursion(X1, X2, activation, depth)[0]
+    return _recursion(X1, X2, activation, depth, "nngp")
 
 
 def ntk(X1, X2=None, *, activation="relu_normalized", depth: int = 1) -> torch.Tensor:
@@ -286,7 +292,7 @@ def ntk(X1, X2=None, *, activation="relu_normalized", depth: int = 1) -> torch.T
 
     Args, Returns, Numerics: as in ``nngp``.
     """
-    return _recursion(X1, X2, activation, depth)[1]
+    return _recursion(X1, X2, activation, depth, "ntk")
 
 
 def ntk_terms(X1, X2=None, *, activation="relu_normalized") -> tuple[torch.Tensor, torch.Tensor]:
@@ -303,4 +309,4 @@ def ntk_terms(X1, X2=None, *, activation="relu_normalized") -> tuple[torch.Tenso
     Returns:
         (nngp_term, correction), two (n1, n2) tensors.
     """
-    return _recursion(X1, X2, activation, 1)[2]
+    return _recursion(X1, X2, activation, 1, "terms")

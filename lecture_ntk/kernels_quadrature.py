@@ -2,8 +2,11 @@
 
 ``safe_sqrt``, ``angle``, ``sin_delta`` and ``polar_cos`` turn variances and a
 covariance into an angle with finite gradients; ``ArcCosJ1`` is the arc-cosine
-function behind the ReLU dual, with its exact derivative. ``expectations``
-computes E[f(u) g(v)] by quadrature, the generic route of ``kernels``:
+function behind the ReLU dual, with its exact derivative. ``row_norms``,
+``pair_angles`` and ``AngleJ1`` / ``next_angle`` compute angles between sample
+vectors and carry them through the layers of the ReLU recursion at full relative
+accuracy (``kernels_gram``). ``expectations`` computes E[f(u) g(v)] by
+quadrature, the generic route of ``kernels``:
 
 For (u, v) ~ N(0, [[s11, s12], [s12, s22]]) write a standard normal pair z in
 polar coordinates, z = rho (cos(alpha), sin(alpha)). Then
@@ -84,18 +87,29 @@ def sin_delta(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return sin, torch.atan2(sin, -c)
 
 
-# 2n / (2n + 1)! for n = 1..5: sin(t) - t cos(t) = t^3 (1/3 - t^2/30 + t^4/840 - ...).
-_SERIES = [(-1) ** (n + 1) * 2 * n / math.factorial(2 * n + 1) for n in range(1, 6)]
+# 2n / (2n + 1)! for n = 1..10: sin(t) - t cos(t) = t^3 (1/3 - t^2/30 + t^4/840 - ...).
+_SERIES = [(-1) ** (n + 1) * 2 * n / math.factorial(2 * n + 1) for n in range(1, 11)]
+# Below this t the series replaces sin(t) - t cos(t), whose two terms cancel (a fraction
+# ~t^2 / 3 of them survives); series truncation error at SERIES_MAX: ~1e-18 relative.
+SERIES_MAX = 1.0
+
+
+def _series(t: torch.Tensor) -> torch.Tensor:
+    """sin(t) - t cos(t) by its series, full relative accuracy for 0 <= t < SERIES_MAX."""
+    t2, series = t * t, torch.zeros_like(t)
+    for coef in reversed(_SERIES):
+        series = series * t2 + coef
+    return series * t2 * t
 
 
 class ArcCosJ1(torch.autograd.Function):
     """J(c) = sin(theta) + (pi - theta) c, cos(theta) = c, with the exact J'(c) = pi - theta.
 
     Plain autograd gets J' as -c/sin(theta) + c/sin(theta) + (pi - theta): two huge
-    terms cancelling near c = +-1. The backward below is written with torch ops,
-    so second derivatives (J'' = 1/sin(theta)) still work. Near c = -1 the two
+    terms cancelling near c = +-1. Backward and forward mode (``jvp``) are written
+    with torch ops, so second derivatives (J'' = 1/sin(theta)) still work. Near c = -1 the two
     terms of J cancel (J = sin(t) - t cos(t) ~ t^3 / 3, t = pi - theta): a series
-    is used for t < 0.1, so J keeps full relative accuracy there too.
+    is used for t < SERIES_MAX, so J keeps full relative accuracy there too.
     """
 
     generate_vmap_rule = True
@@ -103,19 +117,22 @@ class ArcCosJ1(torch.autograd.Function):
     @staticmethod
     def forward(c):
         sin, delta = sin_delta(c)
-        t2, series = delta * delta, torch.zeros_like(c)
-        for coef in reversed(_SERIES):
-            series = series * t2 + coef
-        return torch.where(delta < 0.1, series * t2 * delta, sin + delta * c)
+        return torch.where(delta < SERIES_MAX, _series(delta), sin + delta * c)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.save_for_backward(inputs[0])
+        ctx.save_for_forward(inputs[0])
 
     @staticmethod
     def backward(ctx, grad):
         (c,) = ctx.saved_tensors
         return grad * sin_delta(c)[1]
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        (c,) = ctx.saved_tensors
+        return tangent * sin_delta(c)[1]
 
 
 def polar_cos(s11: torch.Tensor, s22: torch.Tensor, s12: torch.Tensor):
@@ -131,6 +148,112 @@ def polar_cos(s11: torch.Tensor, s22: torch.Tensor, s12: torch.Tensor):
     pos = r > 0
     c = torch.where(pos, s12 / torch.where(pos, r, torch.ones_like(r)), torch.zeros_like(r))
     return r, c.clamp(-1.0, 1.0)
+
+
+# ------------------------------------------------- angles from vectors (ReLU family, §8, §12)
+
+# Pairs with |cos| above this get their angle from difference vectors (``pair_angles``).
+NEAR_COS = 0.5
+# Entries (pairs x features) of the difference vectors formed at once by ``pair_angles``.
+_PAIR_ELEMS = 2 ** 20
+
+
+def row_norms(X: torch.Tensor) -> torch.Tensor:
+    """|x_i| for every row of X (n, d): no overflow or underflow of x^2, zero gradient at x = 0.
+
+    Numerics: each row is divided by its largest |entry| (a constant for autograd)
+    before squaring, so any finite row gives a finite, accurate norm.
+    """
+    m = X.detach().abs().amax(-1, keepdim=True)
+    m = torch.where(m > 0, m, torch.ones_like(m))
+    return m[..., 0] * safe_sqrt(((X / m) ** 2).sum(-1))
+
+
+def unit_rows(X: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
+    """x / |x| row by row; a zero row stays zero."""
+    return X / torch.where(norms > 0, norms, torch.ones_like(norms))[:, None]
+
+
+def near_angles(U1: torch.Tensor, U2: torch.Tensor, c: torch.Tensor):
+    """(i, j, theta) for the pairs with |c| > NEAR_COS: theta = 2 atan2(|u - v|, |u + v|).
+
+    U1 (n1, d), U2 (n2, d) are unit (or zero) rows, c (n1, n2) their cosines.
+    """
+    i, j = torch.nonzero(c.detach().abs() > NEAR_COS, as_tuple=True)
+    step = max(1, _PAIR_ELEMS // U1.shape[1])
+    parts = [c.new_zeros(0)]
+    for s in range(0, i.numel(), step):
+        u, v = U1[i[s:s + step]], U2[j[s:s + step]]
+        parts.append(2 * torch.atan2(row_norms(u - v), row_norms(u + v)))
+    return i, j, torch.cat(parts)
+
+
+def pair_angles(U1: torch.Tensor, U2: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Angles theta in [0, pi] between unit rows U1 (n1, d) and U2 (n2, d), given their cosines c.
+
+    theta = atan2(sqrt((1 - c)(1 + c)), c) where |c| <= NEAR_COS, and
+    theta = 2 atan2(|u - v|, |u + v|) for the nearly (anti-)parallel pairs.
+
+    Numerics: 1 - c from a rounded dot product is known only to ~eps absolute, so
+    near c = 1 the angle (and, above all, gradients through 1/sin(theta)) would keep
+    only half the digits: at 1 - c = 1e-12, 5e-5 relative error in theta. The
+    difference vectors u - v and u + v carry the small angle to full relative
+    accuracy (~eps / theta). They cost O(d) per pair, so only pairs with
+    |c| > NEAR_COS are recomputed (``near_angles``), at most _PAIR_ELEMS entries at
+    a time. Zero rows (c = 0) keep the Gram route. Gradients are finite
+    everywhere: zero for u = v or u = -v exactly (the NTK has a cusp there), exact
+    elsewhere.
+    """
+    i, j, near = near_angles(U1, U2, c)
+    theta = angle(c)[1]
+    return theta.index_put((i, j), near) if i.numel() else theta
+
+
+class AngleJ1(torch.autograd.Function):
+    """(J, pi - J) for J(theta) = sin(theta) + (pi - theta) cos(theta), theta in [0, pi].
+
+    J(theta) / pi is the cosine of the next layer's angle for the sqrt(2)-ReLU
+    (FORMULAS.md §12); W = pi - J is pi times its versine 1 - cos, needed to full
+    relative accuracy when theta is small. dJ/dtheta = -(pi - theta) sin(theta) = -dW/dtheta.
+
+    Numerics: J = sin(t) - t cos(t), t = pi - theta, by its series for t < SERIES_MAX;
+    W = 2 pi sin(theta/2)^2 - (sin(theta) - theta cos(theta)) for theta < 1 (series
+    for theta < SERIES_MAX), a sum without cancellation (the second term is at most 0.21
+    times the first), and pi - J otherwise (J <= 2 there). The derivative is
+    supplied exactly (plain autograd would cancel cos(theta) - cos(theta)), for
+    backward and forward mode, in torch ops, so second derivatives work.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(theta):
+        sin, cos, t = torch.sin(theta), torch.cos(theta), math.pi - theta
+        J = torch.where(t < SERIES_MAX, _series(t), sin + t * cos)
+        small = torch.where(theta < SERIES_MAX, _series(theta), sin - theta * cos)
+        W = torch.where(theta < 1.0, 2 * math.pi * torch.sin(theta / 2) ** 2 - small, math.pi - J)
+        return J, W
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+        ctx.save_for_forward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, grad_J, grad_W):
+        (theta,) = ctx.saved_tensors
+        return (grad_W - grad_J) * (math.pi - theta) * torch.sin(theta)
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        (theta,) = ctx.saved_tensors
+        dW = tangent * (math.pi - theta) * torch.sin(theta)
+        return -dW, dW
+
+
+def next_angle(W: torch.Tensor) -> torch.Tensor:
+    """The angle whose versine is W / pi: 2 asin(sqrt(W / (2 pi))), accurate for small W."""
+    return 2 * torch.asin(safe_sqrt(W / (2 * math.pi)))
 
 
 def _rules(deg: int, like: torch.Tensor):

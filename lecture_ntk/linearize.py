@@ -11,6 +11,8 @@ Parameters travel as dicts name -> tensor, as in ``dict(model.named_parameters()
 ``params_to_vector`` / ``params_from_vector`` convert to the flat w of
 ``empirical.psi`` (``model.parameters()`` order).
 
+Numerics: float32 products run with TF32 off (``precision.full_precision``).
+
 Lecture: Definition 1 and its Remarks (§2), §13; notebook 01.
 """
 from __future__ import annotations
@@ -21,8 +23,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, jvp
 
-from ._checks import as_samples, as_tensor, check_int, check_ndim, check_real
+from ._checks import as_samples, as_tensor, check_finite, check_int, check_ndim, check_real
 from .empirical import _check_model
+from .precision import full_precision
 
 
 def _check_params(model: nn.Module, params, name: str) -> dict:
@@ -36,7 +39,7 @@ def _check_params(model: nn.Module, params, name: str) -> dict:
         raise ValueError(f"{name}: expected the keys {names}, got {list(params)}")
     out = {}
     for n, p in model.named_parameters():
-        t = as_tensor(params[n], f"{name}[{n!r}]", like=first)
+        t = check_finite(as_tensor(params[n], f"{name}[{n!r}]", like=first), f"{name}[{n!r}]")
         if t.shape != p.shape:
             raise ValueError(f"{name}[{n!r}]: expected shape {tuple(p.shape)}, "
                              f"got {tuple(t.shape)}")
@@ -62,6 +65,7 @@ def params_from_vector(model: nn.Module, w) -> dict:
     return {n: piece.reshape(s) for (n, s), piece in zip(shapes.items(), w.split(sizes))}
 
 
+@full_precision()
 def f_lin(model: nn.Module, params0: dict, X, params: dict) -> torch.Tensor:
     """Evaluate the linearisation of ``model`` around params0 at the parameters ``params``.
 
@@ -107,18 +111,20 @@ def linearize(model: nn.Module) -> Callable[[dict, torch.Tensor], torch.Tensor]:
 
 def _check_regression(psi_train, y, f0_train):
     psi_train = as_samples(psi_train, "psi_train")
-    y = check_ndim(as_tensor(y, "y", like=psi_train), 1, "y", "(n,)")
+    y = check_finite(check_ndim(as_tensor(y, "y", like=psi_train), 1, "y", "(n,)"), "y")
     if y.shape[0] != psi_train.shape[0]:
         raise ValueError(f"y: expected {psi_train.shape[0]} labels (one per row of psi_train), "
                          f"got {y.shape[0]}")
     if f0_train is None:
         return psi_train, y
-    f0 = check_ndim(as_tensor(f0_train, "f0_train", like=psi_train), 1, "f0_train", "(n,)")
+    f0 = check_finite(check_ndim(as_tensor(f0_train, "f0_train", like=psi_train), 1, "f0_train",
+                                 "(n,)"), "f0_train")
     if f0.shape != y.shape:
         raise ValueError(f"f0_train: expected shape {tuple(y.shape)} like y, got {tuple(f0.shape)}")
     return psi_train, y - f0
 
 
+@full_precision()
 def train_linear(psi_train, y, f0_train=None, *, lr: float,
                  num_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient descent from w~ = 0 on the linear regression that trains f~.
@@ -158,6 +164,7 @@ def train_linear(psi_train, y, f0_train=None, *, lr: float,
     return w_tilde, losses
 
 
+@full_precision()
 def solve_linear(psi_train, y, f0_train=None) -> torch.Tensor:
     """The minimum-norm least-squares solution reached by gradient descent from w~ = 0.
 
@@ -187,6 +194,7 @@ def solve_linear(psi_train, y, f0_train=None) -> torch.Tensor:
     return psi_train.T @ alpha
 
 
+@full_precision()
 def predict_linear(psi_test, w_tilde, f0_test=None) -> torch.Tensor:
     """Predictions of the trained linearisation at test points: f0(x) + psi(x)^T w~.
 
@@ -201,19 +209,22 @@ def predict_linear(psi_test, w_tilde, f0_test=None) -> torch.Tensor:
         (m,) tensor.
     """
     psi_test = as_samples(psi_test, "psi_test")
-    w_tilde = check_ndim(as_tensor(w_tilde, "w_tilde", like=psi_test), 1, "w_tilde", "(p,)")
+    w_tilde = check_finite(check_ndim(as_tensor(w_tilde, "w_tilde", like=psi_test), 1, "w_tilde",
+                                      "(p,)"), "w_tilde")
     if w_tilde.shape[0] != psi_test.shape[1]:
         raise ValueError(f"w_tilde: expected length {psi_test.shape[1]} (columns of psi_test), "
                          f"got {w_tilde.shape[0]}")
     out = psi_test @ w_tilde
     if f0_test is None:
         return out
-    f0 = check_ndim(as_tensor(f0_test, "f0_test", like=psi_test), 1, "f0_test", "(m,)")
+    f0 = check_finite(check_ndim(as_tensor(f0_test, "f0_test", like=psi_test), 1, "f0_test",
+                                 "(m,)"), "f0_test")
     if f0.shape != out.shape:
         raise ValueError(f"f0_test: expected shape {tuple(out.shape)}, got {tuple(f0.shape)}")
     return f0 + out
 
 
+@full_precision()
 def train_f_lin(model: nn.Module, X, y, *, lr: float,
                 num_steps: int) -> tuple[dict, torch.Tensor]:
     """Gradient descent on the parameters of f~ itself, gradients by autograd through ``f_lin``.
@@ -233,7 +244,7 @@ def train_f_lin(model: nn.Module, X, y, *, lr: float,
     """
     first = _check_model(model)
     X = as_samples(X, "X", like=first)
-    y = check_ndim(as_tensor(y, "y", like=first), 1, "y", "(n,)")
+    y = check_finite(check_ndim(as_tensor(y, "y", like=first), 1, "y", "(n,)"), "y")
     if y.shape[0] != X.shape[0]:
         raise ValueError(f"y: expected {X.shape[0]} labels (one per row of X), got {y.shape[0]}")
     lr = check_real(lr, "lr", minimum=0.0, strict=True)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import activations
-from ._checks import as_samples, as_tensor, check_int, check_ndim
+from ._checks import as_samples, as_tensor, check_dtype, check_finite, check_int, check_ndim
 from .device import randn
 
 
@@ -37,14 +37,15 @@ def init_params(d: int, k: int, c: int = 1, *, generator: torch.Generator,
         (A, B) on ``device`` with ``dtype``.
     """
     d, k, c = check_int(d, "d"), check_int(k, "k"), check_int(c, "c")
+    dtype = check_dtype(dtype)
     A = randn(c, k, generator=generator, dtype=dtype, device=device)
     B = randn(k, d, generator=generator, dtype=dtype, device=device)
     return A, B
 
 
 def _check_AB(A, B) -> tuple[torch.Tensor, torch.Tensor]:
-    A = check_ndim(as_tensor(A, "A"), 2, "A", "(c, k)")
-    B = check_ndim(as_tensor(B, "B", like=A), 2, "B", "(k, d)")
+    A = check_finite(check_ndim(as_tensor(A, "A"), 2, "A", "(c, k)"), "A")
+    B = check_finite(check_ndim(as_tensor(B, "B", like=A), 2, "B", "(k, d)"), "B")
     if A.shape[1] != B.shape[0]:
         raise ValueError(f"B: expected {A.shape[1]} rows to match the width k of A {tuple(A.shape)}, "
                          f"got shape {tuple(B.shape)}")

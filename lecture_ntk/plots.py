@@ -76,3 +76,46 @@ def plot_matrix(M, *, ax=None, title="", cmap="viridis"):
     ax.set(title=title)
     ax.grid(False)
     return ax
+
+
+def plot_example3(x_test, y_test, x_train, y_train, widths, test_mse, ntk_mse, curves: dict,
+                  *, axes=None):
+    """The lecture's Figure 1 in three panels (Example 3); draws arrays, computes nothing.
+
+    (a) g on the test grid with the training points; (b) test MSE against width: mean over
+    seeds with the min-max range, and the NTK as the k = infinity point (dashed line and
+    marker at the right end); (c) learned functions, one curve per entry of ``curves``.
+
+    Args:
+        x_test, y_test: (m,) test grid and g on it; x_train, y_train: (n,) training data.
+        widths: (W,) widths; test_mse: (S, W) test MSE per seed and width; ntk_mse: a number.
+        curves: label -> (m,) predictions on x_test (e.g. widths 1, 10, 128 and the NTK).
+        axes: three matplotlib axes, or None for a new 15 x 4 inch figure.
+
+    Returns:
+        The three axes.
+    """
+    if axes is None:
+        axes = plt.subplots(1, 3, figsize=(15.0, 4.0))[1]
+    ax_a, ax_b, ax_c = axes
+    xt, xs, ys = to_numpy(x_test), to_numpy(x_train), to_numpy(y_train)
+    for ax in (ax_a, ax_c):
+        ax.plot(xt, to_numpy(y_test), color="0.5", lw=1.5, ls="--", label="g(x) = x + sin(10x)")
+        ax.scatter(xs, ys, s=36, color="gold", edgecolor="k", zorder=5, label="training points")
+    ax_a.set(xlabel="x", ylabel="y", title="(a) data and training samples")
+    ax_a.legend(loc="upper left")
+    k, mse = to_numpy(widths), to_numpy(test_mse)
+    ax_b.fill_between(k, mse.min(0), mse.max(0), alpha=0.25, label="min-max over seeds")
+    ax_b.plot(k, mse.mean(0), "o-", label="network of width k (mean)")
+    k_inf = 2.0 * k.max()
+    ax_b.axhline(float(ntk_mse), color="C3", ls="--", lw=1)
+    ax_b.plot([k_inf], [float(ntk_mse)], "*", color="C3", ms=14, label="NTK (k = infinity)")
+    ax_b.set_xscale("log")
+    ax_b.set(xlabel="width k (log scale; star: k = infinity)", ylabel="test MSE",
+             title="(b) test error against width")
+    ax_b.legend()
+    for label, y in curves.items():
+        ax_c.plot(xt, to_numpy(y), lw=1.5, label=label)
+    ax_c.set(xlabel="x", ylabel="f(x)", title="(c) learned functions")
+    ax_c.legend(loc="lower right", fontsize=8)
+    return axes

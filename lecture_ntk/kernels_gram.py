@@ -1,0 +1,216 @@
+"""Kernel matrices on samples: the §12 recursion, in blocks of rows, with accurate angles.
+
+``gram`` is the engine behind ``kernels.nngp``, ``kernels.ntk`` and
+``kernels.ntk_terms``; it expects validated inputs. ``CLOSED_FORMS`` holds the
+closed-form Gaussian expectations (relu, relu_normalized, erf, sin) documented in
+``kernels.gaussian_expectations``. Two routes:
+
+- ReLU family (``relu``, ``relu_normalized``): by homogeneity (§8) every layer is
+  a function of the norms |x|, |x~| and one angle per layer,
+      theta_0 = angle(x, x~),  cos(theta_h) = J(theta_{h-1}) / pi,
+      Sigma^(h) = |x| |x~| cos(theta_h),  Sigma_dot^(h) = (pi - theta_{h-1}) / pi,
+  J(theta) = sin(theta) + (pi - theta) cos(theta); plain ReLU: divide by 2^L.
+  The angles are carried as angles (never re-derived from a rounded cosine), so
+  nearly parallel inputs keep full relative accuracy in values and gradients.
+- any other activation: the Gaussian expectations of §12 on variances and
+  covariances, the covariance of the first layer with det = (|x| |x~| sin(theta_0))^2
+  taken from the accurate angle (erf uses it).
+
+Memory: rows of X1 are processed in blocks of about _BLOCK_ENTRIES entries of
+the output, so temporaries stay bounded whatever n1 and n2 (the output itself is
+(n1, n2); under autograd the saved intermediates of every block are kept).
+
+Lecture: §3 Theorem 1 and its Remarks; FORMULAS.md §6-§8, §12; notebooks 03, 04.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .kernels_quadrature import (AngleJ1, ArcCosJ1, near_angles, next_angle, pair_angles, polar_cos,
+                                 row_norms, sin_delta, unit_rows)
+from .precision import full_precision
+
+_BLOCK_ENTRIES = 2 ** 17
+
+
+# ------------------------------------------- closed-form Gaussian expectations (§12)
+
+def relu_normalized_expectations(s11, s22, s12, det=None):
+    """(Sigma, Sigma_dot) of sqrt(2) max(0, z) (see ``kernels.gaussian_expectations``)."""
+    r, c = polar_cos(s11, s22, s12)
+    sigma = r * ArcCosJ1.apply(c) / math.pi
+    sigma_dot = torch.where(r > 0, sin_delta(c)[1] / math.pi, torch.zeros_like(c))
+    return sigma, sigma_dot
+
+
+def relu_expectations(s11, s22, s12, det=None):
+    """(Sigma, Sigma_dot) of max(0, z): half of the sqrt(2)-ReLU's."""
+    sigma, sigma_dot = relu_normalized_expectations(s11, s22, s12)
+    return sigma / 2, sigma_dot / 2
+
+
+def erf_expectations(s11, s22, s12, det=None):
+    """(Sigma, Sigma_dot) of erf; det = s11 s22 - s12^2 if the caller has it more accurately."""
+    det = torch.clamp_min(s11 * s22 - s12 * s12 if det is None else det, 0.0)
+    root = torch.sqrt(1 + 2 * (s11 + s22) + 4 * det)  # = sqrt((1 + 2 s11)(1 + 2 s22) - 4 s12^2)
+    return (2 / math.pi) * torch.atan2(2 * s12, root), (4 / math.pi) / root
+
+
+def sin_expectations(s11, s22, s12, det=None):
+    """(Sigma, Sigma_dot) of sin: exp(-a) sinh(s12) and exp(-a) cosh(s12), a = (s11 + s22) / 2."""
+    a = (s11 + s22) / 2
+    small = s12.abs() < 1
+    s = torch.where(small, s12, torch.zeros_like(s12))      # sinh/cosh finite in both branches
+    plus, minus = torch.exp(s12 - a), torch.exp(-s12 - a)   # exponents <= 0 (|s12| <= a)
+    ea = torch.exp(-a)
+    return (torch.where(small, ea * torch.sinh(s), (plus - minus) / 2),
+            torch.where(small, ea * torch.cosh(s), (plus + minus) / 2))
+
+
+CLOSED_FORMS = {"relu": relu_expectations, "relu_normalized": relu_normalized_expectations,
+                "erf": erf_expectations, "sin": sin_expectations}
+
+
+# ------------------------------------------------------------------ row blocks
+
+def _pin(M: torch.Tensor, values: torch.Tensor, i0: int) -> torch.Tensor:
+    """M (b, n) with M[r, i0 + r] = values[r]: the diagonal of a row block of a symmetric matrix."""
+    rows = torch.arange(M.shape[0], device=M.device) + i0
+    eye = torch.arange(M.shape[1], device=M.device)[None, :] == rows[:, None]
+    return torch.where(eye, values[:, None], M)
+
+
+def _cosines(G, r):
+    pos = r > 0
+    c = torch.where(pos, G / torch.where(pos, r, torch.ones_like(r)), torch.zeros_like(r))
+    return c.clamp(-1, 1)
+
+
+def _relu_block(X1b, X2, N1b, N2, U1b, U2, depth):
+    """One row block of the sqrt(2)-ReLU recursion: (Sigma^(L), Theta^(L), depth-1 terms)."""
+    G = X1b @ X2.T                                         # Sigma^(0) = Theta^(0)
+    r = N1b[:, None] * N2[None, :]
+    theta = pair_angles(U1b, U2, _cosines(G, r))           # theta_0
+    zero = torch.zeros_like(r)
+    Theta, first = G, None
+    for h in range(depth):
+        J, W = AngleJ1.apply(theta)
+        sigma = r * (J / math.pi)
+        sigma_dot = torch.where(r > 0, (math.pi - theta) / math.pi, zero)
+        if h == 0:
+            first = (sigma, G * sigma_dot)
+        Theta = Theta * sigma_dot + sigma
+        theta = next_angle(W)
+    return sigma, Theta, first
+
+
+def _general_block(expect, G, diag1, diag2, det0, depth, i0):
+    """One row block of the §12 recursion with Gaussian expectations ``expect``, G = X1b X2^T.
+
+    det0: None, or s11 s22 - s12^2 of the first layer (then also passed for deeper
+    layers, pinned to 0 on the diagonal when X2 is X1; see ``_diagonals``).
+    """
+    sigma = G
+    if i0 is not None:  # X2 is X1: c = 1 exactly on the diagonal, at every layer
+        sigma = _pin(sigma, diag1[0], i0)
+    Theta, first, det = sigma, None, det0
+    for h in range(depth):
+        s11, s22 = diag1[h][:, None], diag2[h][None, :]
+        if h > 0 and det0 is not None:
+            det = s11 * s22 - sigma * sigma
+            det = det if i0 is None else _pin(det, torch.zeros_like(diag1[h]), i0)
+        s, s_dot = expect(s11, s22, sigma, det=det)
+        if i0 is not None:
+            s = _pin(s, diag1[h + 1], i0)
+        if h == 0:
+            first = (s, sigma * s_dot)
+        Theta = Theta * s_dot + s
+        sigma = s
+    return sigma, Theta, first
+
+
+def _det(G, N1b, N2, U1b, U2):
+    """s11 s22 - s12^2 = (|x| |x~| sin(theta))^2, from accurate angles where |cos| > NEAR_COS."""
+    r = N1b[:, None] * N2[None, :]
+    det = (r - G) * (r + G)
+    i, j, near = near_angles(U1b, U2, _cosines(G, r))
+    return det.index_put((i, j), (r[i, j] * torch.sin(near)) ** 2) if i.numel() else det
+
+
+def _diagonals(expect, X, depth):
+    """[Sigma^(h)(x, x) for h = 0..L], each (n,).
+
+    Numerics: det = 0 is passed explicitly: s11 s22 - s12^2 with s11 = s22 = s12
+    = s sends gradients s, s and -2 s into one tensor, which cancel only after
+    rounding and would swamp its other, small gradient contributions (seen with
+    erf at |x| = 1e8 in float32).
+    """
+    diag = [(X * X).sum(-1)]
+    for _ in range(depth):
+        d = diag[-1]
+        diag.append(expect(d, d, d, det=torch.zeros_like(d))[0])
+    return diag
+
+
+def _pick(out, want):
+    sigma, Theta, first = out
+    return {"nngp": [sigma], "ntk": [Theta], "terms": list(first)}[want]
+
+
+def gram(X1, X2, *, expect, depth: int, want: str, relu_scale=None,
+         needs_det: bool = False) -> list[torch.Tensor]:
+    """The §12 kernels on every pair of rows of X1 (n1, d) and X2 (n2, d) (None: X2 = X1).
+
+    Args:
+        X1, X2: validated sample matrices (same dtype, device and d).
+        expect: (s11, s22, s12, det=None) -> (Sigma, Sigma_dot), the closed form or
+            quadrature of the activation; ignored when relu_scale is given.
+        depth: L >= 1.
+        want: "nngp" -> [Sigma^(L)], "ntk" -> [Theta^(L)], "terms" -> [Sigma^(1),
+            Sigma^(0) Sigma_dot^(1)].
+        relu_scale: None, or the factor per layer of a ReLU (1 for sqrt(2) max(0, z),
+            1/2 for max(0, z)): selects the angle route.
+        needs_det: pass det = (|x| |x~| sin(theta_0))^2 from accurate angles to the
+            first layer's ``expect`` (erf); otherwise det=None.
+
+    Returns:
+        list of (n1, n2) tensors. With X2 = None each is exactly symmetric.
+
+    Numerics: float32 products run in full precision (``precision.full_precision``).
+    """
+    same = X2 is None
+    X2 = X1 if same else X2
+    n1, n2 = X1.shape[0], X2.shape[0]
+    if n1 == 0 or n2 == 0:
+        return [X1 @ X2.T for _ in range(2 if want == "terms" else 1)]
+    step = max(1, _BLOCK_ENTRIES // n2)
+    with full_precision():
+        if relu_scale is not None or needs_det:
+            N1 = row_norms(X1)
+            N2 = N1 if same else row_norms(X2)
+            U1 = unit_rows(X1, N1)
+            U2 = U1 if same else unit_rows(X2, N2)
+        if relu_scale is None:
+            diag1 = _diagonals(expect, X1, depth)
+            diag2 = diag1 if same else _diagonals(expect, X2, depth)
+        parts = []
+        for i0 in range(0, n1, step):
+            i1 = min(i0 + step, n1)
+            if relu_scale is not None:
+                out = _relu_block(X1[i0:i1], X2, N1[i0:i1], N2, U1[i0:i1], U2, depth)
+            else:
+                G, det0 = X1[i0:i1] @ X2.T, None
+                if needs_det:
+                    det0 = _det(G, N1[i0:i1], N2, U1[i0:i1], U2)
+                out = _general_block(expect, G, [d[i0:i1] for d in diag1], diag2, det0, depth,
+                                     i0 if same else None)
+            parts.append(_pick(out, want))
+    result = [torch.cat(p) if len(p) > 1 else p[0] for p in zip(*parts)]
+    if relu_scale is not None and relu_scale != 1:
+        powers = [relu_scale] * 2 if want == "terms" else [relu_scale ** depth]
+        result = [M * f for M, f in zip(result, powers)]
+    if same:
+        result = [(M + M.mT) * 0.5 for M in result]
+    return result

@@ -1,0 +1,223 @@
+"""Gradient descent with Example 3's stopping rules: reference loop, batched width sweep."""
+import math
+import shutil
+
+import pytest
+import torch
+
+from conftest import assert_close
+from lecture_ntk import data, device as dev, network, sweep, train
+
+F64 = torch.float64
+# A short setting where all three rules fire: lr and threshold raised so that it takes
+# ~10-200 steps (widths 2, 5 use the patience rule, 16 and 70 the threshold rule).
+WIDTHS, SEEDS = (2, 5, 16, 70), (0, 3)
+RULES = dict(lr=0.03, threshold=2.5, max_steps=170)
+
+
+@pytest.fixture(scope="module")
+def example():
+    d = data.example3(generator=dev.make_generator(0))
+    return data.with_bias(d.x_train), d.y_train
+
+
+@pytest.fixture(scope="module")
+def references(example):
+    X, y = example
+    return {(s, k): train.gradient_descent(*train.initial_params(s, k), X, y, **RULES)
+            for s in SEEDS for k in WIDTHS}
+
+
+def _assert_matches(result, references, rtol=1e-10):
+    for i, s in enumerate(result.seeds):
+        for j, k in enumerate(result.widths):
+            ref = references[(s, k)]
+            got = (int(result.steps[i, j]), result.reasons[i][j])
+            assert got == (ref.steps, ref.reason), (s, k)
+            assert_close(result.A[i][j], ref.A, rtol=rtol)
+            assert_close(result.B[i][j], ref.B, rtol=rtol)
+            assert abs(float(result.loss[i, j]) - ref.loss) <= rtol * ref.loss
+
+
+def test_initial_params_depend_only_on_seed_and_width():
+    A, B = train.initial_params(3, 7)
+    assert A.shape == (1, 7) and B.shape == (7, 2) and A.dtype == F64
+    A2, B2 = network.init_params(2, 7, generator=dev.make_generator(3 * 2 ** 20 + 7))
+    assert torch.equal(A, A2) and torch.equal(B, B2)
+    assert not torch.equal(train.initial_params(4, 7)[0], A)
+
+
+def test_hand_gradients_match_autograd(gen):
+    A, B = network.init_params(3, 9, generator=gen)
+    X = torch.randn(6, 3, generator=gen, dtype=F64)
+    y = torch.randn(6, generator=gen, dtype=F64)
+    L, dA, dB = train.loss_and_grad(A, B, X, y)
+    A_, B_ = A.clone().requires_grad_(True), B.clone().requires_grad_(True)
+    L_ref = train.loss(A_, B_, X, y)
+    gA, gB = torch.autograd.grad(L_ref, (A_, B_))
+    assert abs(float(L) - L_ref.item()) < 1e-12 * L_ref.item()
+    assert_close(dA, gA, rtol=1e-12)
+    assert_close(dB, gB, rtol=1e-12)
+
+
+def test_one_batched_step_is_one_autograd_step(example):
+    X, y = example
+    res = sweep.width_sweep(X, y, [3, 40], [1], max_steps=1, engine="eager", progress=False)
+    for j, k in enumerate((3, 40)):
+        A, B = train.initial_params(1, k)
+        _, dA, dB = train.loss_and_grad(A, B, X, y)
+        assert res.steps[0, j] == 1 and res.reasons[0][j] == "cap"
+        assert_close(res.A[0][j], A - 1e-2 * dA, rtol=1e-13)
+        assert_close(res.B[0][j], B - 1e-2 * dB, rtol=1e-13)
+
+
+def test_eager_sweep_equals_reference(example, references):
+    X, y = example
+    res = sweep.width_sweep(X, y, WIDTHS, SEEDS, engine="eager", progress=False, **RULES)
+    reasons = {r for row in res.reasons for r in row}
+    assert reasons == {"threshold", "patience", "cap"}  # the setting exercises every rule
+    _assert_matches(res, references)
+    assert res.engine == "eager"
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch's compiler stack
+def test_compiled_sweep_equals_reference(example, references):
+    X, y = example
+    res = sweep.width_sweep(X, y, WIDTHS, SEEDS, engine="compiled", progress=False, **RULES)
+    if shutil.which("g++") or shutil.which("c++"):
+        assert res.engine == "compiled"  # a C++ compiler is present: no silent fallback
+    _assert_matches(res, references)
+
+
+def test_falls_back_to_eager_when_compilation_fails(example, references, monkeypatch):
+    def broken():
+        raise RuntimeError("no compiler")
+    monkeypatch.setattr(sweep, "_compiled_block", broken)
+    X, y = example
+    res = sweep.width_sweep(X, y, WIDTHS, SEEDS, progress=False, **RULES)
+    assert res.engine == "eager"
+    _assert_matches(res, references)
+
+
+def test_frozen_networks_do_not_move(example):
+    X, y = example
+    short = sweep.width_sweep(X, y, WIDTHS, SEEDS, engine="eager", progress=False, **RULES)
+    long = sweep.width_sweep(X, y, WIDTHS, SEEDS, engine="eager", progress=False,
+                             **{**RULES, "max_steps": 400})
+    for i in range(len(SEEDS)):
+        for j in range(len(WIDTHS)):
+            if short.reasons[i][j] != "cap":  # stopped before the cap: frozen from then on
+                assert int(long.steps[i, j]) == int(short.steps[i, j])
+                assert torch.equal(long.A[i][j], short.A[i][j])
+                assert torch.equal(long.B[i][j], short.B[i][j])
+                assert float(long.loss[i, j]) == float(short.loss[i, j])
+
+
+def test_patience_counts_all_non_decreasing_steps(example):
+    # With a large step the loss of a width-3 network goes up and down: the non-decreasing
+    # steps come in many short runs, and the rule counts all of them (lecture's footnote).
+    X, y = example
+    ref = train.gradient_descent(*train.initial_params(0, 3), X, y, lr=0.1, max_steps=300)
+    L = ref.losses
+    flat = ~(L[1:] < L[:-1] * (1 - train.TOL))
+    assert ref.reason == "patience" and int(flat.sum()) == 51 and bool(flat[-1])
+    starts = int(flat[0]) + int((flat[1:] & ~flat[:-1]).sum())
+    assert starts > 10  # far from 51 consecutive steps
+    res = sweep.width_sweep(X, y, [3], [0], lr=0.1, max_steps=300, engine="eager", progress=False)
+    assert (res.reasons[0][0], int(res.steps[0, 0])) == ("patience", ref.steps)
+
+
+def test_threshold_and_patience_on_a_perfect_fit(example):
+    X, _ = example
+    for k, expected in ((15, ("threshold", 0)), (14, ("patience", 51))):
+        A, B = train.initial_params(0, k)
+        y = network.forward(A, B, X)[:, 0]  # labels the network already fits: L = 0, grad = 0
+        ref = train.gradient_descent(A, B, X, y, max_steps=100)
+        assert (ref.reason, ref.steps) == expected
+        res = sweep.width_sweep(X, y, [k], [0], max_steps=100, engine="eager", progress=False)
+        assert (res.reasons[0][0], int(res.steps[0, 0])) == expected
+
+
+def test_cap(example):
+    X, y = example
+    for cap in (0, 5):
+        ref = train.gradient_descent(*train.initial_params(0, 32), X, y, max_steps=cap)
+        assert (ref.reason, ref.steps, len(ref.losses)) == ("cap", cap, cap + 1)
+        res = sweep.width_sweep(X, y, [32], [0], max_steps=cap, engine="eager", progress=False)
+        assert (res.reasons[0][0], int(res.steps[0, 0])) == ("cap", cap)
+        assert abs(float(res.loss[0, 0]) - ref.loss) < 1e-12 * ref.loss
+
+
+def test_predict_and_test_mse(example):
+    X, y = example
+    res = sweep.width_sweep(X, y, [1, 4], [0, 1, 2], max_steps=3, engine="eager", progress=False)
+    x_test = torch.linspace(-1, 1, 11, dtype=F64)
+    X_test = data.with_bias(x_test)
+    out = res.predict(X_test)
+    assert out.shape == (3, 2, 11)
+    assert_close(out[2, 1], network.forward(res.A[2][1], res.B[2][1], X_test)[:, 0])
+    mse = res.test_mse(X_test, data.g(x_test))
+    assert mse.shape == (3, 2)
+    assert math.isclose(float(mse[0, 0]), float(((out[0, 0] - data.g(x_test)) ** 2).mean()))
+
+
+def test_float32_sweep(example):
+    X, y = example
+    res = sweep.width_sweep(X, y, [3, 20], [0], max_steps=20, engine="eager", dtype=torch.float32,
+                            progress=False)
+    assert res.A[0][1].dtype == torch.float32
+    ref = sweep.width_sweep(X, y, [3, 20], [0], max_steps=20, engine="eager", progress=False)
+    assert_close(res.A[0][1], ref.A[0][1], rtol=1e-4)
+
+
+def test_device(example, device):
+    X, y = example
+    res = sweep.width_sweep(X.to(device), y.to(device), [3, 20], [0], max_steps=20,
+                            engine="eager", progress=False, device=device)
+    ref = sweep.width_sweep(X, y, [3, 20], [0], max_steps=20, engine="eager", progress=False)
+    assert res.A[0][1].device.type == device.type
+    assert_close(res.B[0][1], ref.B[0][1], rtol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(widths=[0, 3]), ValueError, "widths"),
+    (dict(widths=[2.5]), TypeError, "widths"),
+    (dict(widths=[]), ValueError, "widths"),
+    (dict(widths=[3, 3]), ValueError, "repeats"),
+    (dict(seeds=[-1]), ValueError, "seeds"),
+    (dict(lr=0.0), ValueError, "lr"),
+    (dict(lr=-1e-2), ValueError, "lr"),
+    (dict(threshold=-1.0), ValueError, "threshold"),
+    (dict(tol=float("nan")), ValueError, "tol"),
+    (dict(max_steps=-1), ValueError, "max_steps"),
+    (dict(patience=1.5), TypeError, "patience"),
+    (dict(engine="gpu"), ValueError, "engine"),
+    (dict(y_train=torch.ones(14, dtype=F64)), ValueError, "y: expected shape"),
+    (dict(X_train=torch.ones(15, dtype=F64)), ValueError, "X: expected shape"),
+    (dict(y_train=torch.full((15,), float("nan"), dtype=F64)), ValueError, "y: expected finite"),
+    (dict(y_train=torch.ones(15)), TypeError, "y: expected dtype"),
+])
+def test_sweep_bad_inputs(example, kwargs, error, match):
+    X, y = example
+    args = dict(X_train=X, y_train=y, widths=[3], seeds=[0], max_steps=1, progress=False)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        sweep.width_sweep(**args)
+
+
+def test_gradient_descent_bad_inputs(example):
+    X, y = example
+    A, B = train.initial_params(0, 4)
+    with pytest.raises(ValueError, match="A: expected shape \\(1, k\\)"):
+        train.gradient_descent(torch.ones(2, 4, dtype=F64), B, X, y)
+    with pytest.raises(ValueError, match="B: expected 4 rows"):
+        train.gradient_descent(A, B[:3], X, y)
+    with pytest.raises(ValueError, match="X: expected 2 feature columns"):
+        train.gradient_descent(A, B, X[:, :1], y)
+    with pytest.raises(ValueError, match="lr"):
+        train.gradient_descent(A, B, X, y, lr=0)
+    with pytest.raises(ValueError, match="k: expected a width below"):
+        train.initial_params(0, 2 ** 20)
+    with pytest.raises(ValueError, match="seed"):
+        train.initial_params(-1, 3)
