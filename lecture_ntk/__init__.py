@@ -11,7 +11,11 @@ Modules, in the order of the lecture:
 - ``hessian``      the Hessian of f_x(w) and its 2x2-block eigenvalues (Proposition 1, Appendix A)
 - ``regression``   kernel regression by Cholesky
 - ``data``         Example 3's data
-- ``train``        gradient descent with the lecture's stopping rules; the width sweep (Example 3)
+- ``train``        gradient descent with the lecture's stopping rules (Example 3)
+- ``sweep``        every width and seed of Example 3 trained together in one batched loop
+- ``fast_ntk``     structured empirical NTK of fully connected networks (no per-sample Jacobian)
+- ``solvers``      matrix-free kernel regression (preconditioned conjugate gradients)
+- ``precision``    the float32/TF32 policy for kernel computations on GPUs
 - ``scaling``      power-law slopes on log-log axes
 - ``plots``        matplotlib helpers that draw arrays and compute nothing
 """
@@ -20,7 +24,8 @@ import importlib
 __version__ = "0.1.0"
 
 _MODULES = ("device", "activations", "network", "empirical", "linearize", "kernels", "hessian",
-            "regression", "data", "train", "scaling", "plots")
+            "regression", "data", "train", "sweep", "scaling", "plots", "fast_ntk", "solvers",
+            "precision", "course")
 
 
 def __getattr__(name):

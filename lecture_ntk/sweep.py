@@ -158,26 +158,26 @@ class _Packed:
         self.reason = torch.zeros(N, dtype=torch.long, device=device)
         self.use_thr = torch.tensor([k >= patience_below for _, k in nets], device=device)
         self.nets = torch.arange(N, device=device)
-        self.units = torch.arange(len(self.owner), device=device)
+        self.chunks = torch.arange(len(self.owner), device=device)
 
     def working(self):
         """State and per-chunk constants of the networks still in the working set."""
-        local = torch.searchsorted(self.nets, self.owner[self.units])
-        state = [self.a[self.units], self.b[:, self.units]] + [
+        local = torch.searchsorted(self.nets, self.owner[self.chunks])
+        state = [self.a[self.chunks], self.b[:, self.chunks]] + [
             getattr(self, k)[self.nets] for k in ("active", "steps", "count", "prev", "loss",
                                                   "reason")]
-        return state, (self.c[self.units], local, self.use_thr[self.nets])
+        return state, (self.c[self.chunks], local, self.use_thr[self.nets])
 
     def store(self, state):
         """Write a working state back into the full arrays."""
-        self.a[self.units], self.b[:, self.units] = state[0], state[1]
+        self.a[self.chunks], self.b[:, self.chunks] = state[0], state[1]
         for k, v in zip(("active", "steps", "count", "prev", "loss", "reason"), state[2:]):
             getattr(self, k)[self.nets] = v
 
     def shrink(self):
         """Keep only the networks still training in the working set."""
         self.nets = self.nets[self.active[self.nets]]
-        self.units = self.units[self.active[self.owner[self.units]]]
+        self.chunks = self.chunks[self.active[self.owner[self.chunks]]]
 
 
 @dataclass(frozen=True)
@@ -306,7 +306,7 @@ def _train(packed, X, y, hyper, max_steps, engine, progress):
     start = time.perf_counter()
     num = torch.tensor(BLOCK, device=X.device)
     state, consts = packed.working()
-    size = len(packed.units)
+    size = len(packed.chunks)
     with tqdm(total=max_steps, disable=not progress, unit="step", desc="width sweep",
               mininterval=2.0) as bar:
         left = int(state[2].sum())
@@ -322,6 +322,6 @@ def _train(packed, X, y, hyper, max_steps, engine, progress):
                 packed.store(state)
                 packed.shrink()
                 state, consts = packed.working()
-                size = len(packed.units)
+                size = len(packed.chunks)
     packed.store(state)
     return engine, time.perf_counter() - start

@@ -90,6 +90,14 @@ def test_compiled_sweep_equals_reference(example, references):
     _assert_matches(res, references)
 
 
+def test_compaction_keeps_results(example, references, monkeypatch):
+    # Short blocks: the working set is compacted several times while others keep training.
+    monkeypatch.setattr(sweep, "BLOCK", 5)
+    X, y = example
+    res = sweep.width_sweep(X, y, WIDTHS, SEEDS, engine="eager", progress=False, **RULES)
+    _assert_matches(res, references)
+
+
 def test_falls_back_to_eager_when_compilation_fails(example, references, monkeypatch):
     def broken():
         raise RuntimeError("no compiler")
