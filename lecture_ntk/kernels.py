@@ -274,8 +274,11 @@ def nngp(X1, X2=None, *, activation="relu_normalized", depth: int = 1) -> torch.
     every layer. Rows are processed in blocks (``kernels_gram``): memory is the
     output plus O(_BLOCK_ENTRIES) per temporary. float32 products run with TF32
     off (``precision.full_precision``). Quadrature activations (tanh, softplus,
-    custom) are accurate to ~1e-13 for variances up to ~1 and lose accuracy as
-    the variance grows (~1e-10 at 9, ~1e-7 at 100 with deg 32); they stay finite.
+    custom) stay finite at any norm, but their accuracy falls with the input norm:
+    relative to sqrt(K(x, x) K(x~, x~)), tanh's NTK is good to ~1e-12 at |x| = 1,
+    ~1e-10 at 3, ~1e-7 at 10 and only ~1e-3 to 1e-2 for |x| >= 100 (its integrands
+    then have layers thinner than the quadrature nodes; softplus: <= 2e-7). For large
+    inputs prefer erf or sin (closed forms), or rescale the inputs.
     """
     return _recursion(X1, X2, activation, depth, "nngp")
 
