@@ -28,8 +28,8 @@ import math
 
 import torch
 
-from .kernels_quadrature import (AngleJ1, ArcCosJ1, near_angles, next_angle, pair_angles, polar_cos,
-                                 row_norms, sin_delta, unit_rows)
+from .kernels_quadrature import (AngleJ1, ArcCosJ1, angles_at, near_angles, next_angle,
+                                 pair_angles, polar_cos, row_norms, sin_delta, unit_rows)
 from .precision import full_precision
 
 _BLOCK_ENTRIES = 2 ** 17
@@ -93,6 +93,16 @@ def _relu_block(X1b, X2, N1b, N2, U1b, U2, depth):
     G = X1b @ X2.T                                         # Sigma^(0) = Theta^(0)
     r = N1b[:, None] * N2[None, :]
     theta = pair_angles(U1b, U2, _cosines(G, r))           # theta_0
+    return _relu_layers(theta, r, G, depth)
+
+
+def _relu_layers(theta, r, G, depth):
+    """The sqrt(2)-ReLU recursion from the first-layer angles theta = theta_0, elementwise.
+
+    r = |x| |x~|, G = x^T x~ (Theta^(0)); any common shape. Returns (Sigma^(L),
+    Theta^(L), (Sigma^(1), Sigma^(0) Sigma_dot^(1))), with exact derivatives
+    (``AngleJ1``) and the versine carried between layers (``next_angle``).
+    """
     zero = torch.zeros_like(r)
     Theta, first = G, None
     for h in range(depth):
@@ -104,6 +114,113 @@ def _relu_block(X1b, X2, N1b, N2, U1b, U2, depth):
         Theta = Theta * sigma_dot + sigma
         theta = next_angle(W)
     return sigma, Theta, first
+
+
+# ------------------------------------------------ fast ReLU Gram (values only, no autograd)
+
+# Tiles of the output computed at once by ``relu_gram_fast`` (rows x columns).
+_TILE = (512, 512)
+# Pairs whose cosine exceeds this in absolute value are recomputed on the angle route.
+FAST_NEAR_COS = 0.98
+
+
+def plain_inputs(*Xs) -> bool:
+    """True when no autograd (backward, forward or torch.func) tracks any of the tensors Xs."""
+    for X in Xs:
+        if X is None:
+            continue
+        if X.requires_grad and torch.is_grad_enabled():
+            return False
+        if torch._C._functorch.is_functorch_wrapped_tensor(X):
+            return False
+        if torch.autograd.forward_ad.unpack_dual(X).tangent is not None:
+            return False
+    return True
+
+
+def _lean_tile(c, depth, want, buf, thr):
+    """The sqrt(2)-ReLU recursion on a tile of cosines c, per unit |x| |x~|, in place.
+
+    cos(theta_h) = J(theta_{h-1}) / pi, J = sin(theta) + (pi - theta) cos(theta);
+    Theta^(h) / r = Theta^(h-1) / r (pi - theta_{h-1}) / pi + cos(theta_h), Theta^(0) / r = c.
+    About ten elementwise passes a layer, in place on the tile (kept in cache); c is
+    overwritten. Returns (outputs, near), near = None or (i, j, c_ij) for the entries
+    with sin(theta_0) < thr, whose values the caller replaces.
+    """
+    Theta = first = near = None
+    for h in range(depth):
+        s = torch.mul(c, c)
+        s.neg_().add_(1.0).clamp_min_(0.0).sqrt_()           # sin(theta_h)
+        if h == 0 and bool(s.amin() < thr):                # one cheap pass; nonzero when needed
+            i, j = torch.nonzero(s < thr, as_tuple=True)
+            near = (i, j, c[i, j])
+        delta = torch.atan2(s, torch.neg(c, out=buf), out=buf)  # pi - theta_h
+        if want == "terms":
+            first = [None, torch.mul(c, delta).mul_(1 / math.pi)]
+        if want == "ntk":
+            Theta = torch.mul(c, delta) if h == 0 else Theta.mul_(delta)
+        c = s.addcmul_(delta, c).mul_(1 / math.pi)           # cos(theta_{h+1}) = J / pi
+        if Theta is not None:
+            Theta.mul_(1 / math.pi).add_(c)
+        if want == "terms":
+            first[0] = c
+    return {"nngp": [c], "ntk": [Theta], "terms": first}[want], near
+
+
+def relu_gram_fast(X1, X2, depth: int, want: str, relu_scale: float) -> list[torch.Tensor]:
+    """The ReLU-family kernels of ``gram`` for inputs no autograd tracks: values only, fast.
+
+    Same values as the angle route of ``gram`` (to a few ulp relative to
+    sqrt(K(x, x) K(x~, x~))), computed tile by tile: one GEMM of unit rows
+    U1 U2^T, then the recursion as about ten in-place elementwise passes per layer
+    (``_lean_tile``), then one scaling by |x| |x~| relu_scale^L. Pairs with
+    |cos(theta_0)| > FAST_NEAR_COS, where sqrt(1 - c^2) of a rounded c would lose
+    digits, are recomputed from difference vectors (``angles_at``) and carried
+    through the layers on the angle route (``_relu_layers``). With X2 = None only
+    the tiles on and above the diagonal are computed and mirrored: the result is
+    exactly symmetric and costs about half a Gram.
+
+    Memory: the output plus a few tiles of ``_TILE`` entries.
+    """
+    same = X2 is None
+    X2 = X1 if same else X2
+    n1, n2 = X1.shape[0], X2.shape[0]
+    N1 = row_norms(X1)
+    N2 = N1 if same else row_norms(X2)
+    U1 = unit_rows(X1, N1)
+    U2 = U1 if same else unit_rows(X2, N2)
+    S1 = N1 * relu_scale ** (depth if want != "terms" else 1)
+    outs = [X1.new_empty(n1, n2) for _ in range(2 if want == "terms" else 1)]
+    tr, tc = _TILE
+    if same:
+        tc = tr
+    thr = math.sqrt((1 - FAST_NEAR_COS) * (1 + FAST_NEAR_COS))
+    buf = X1.new_empty(tr * tc)
+    for i0 in range(0, n1, tr):
+        i1 = min(i0 + tr, n1)
+        for j0 in range(i0 if same else 0, n2, tc):
+            j1 = min(j0 + tc, n2)
+            C = U1[i0:i1] @ U2[j0:j1].T
+            tiles, near = _lean_tile(C, depth, want, buf[:C.numel()].view(C.shape), thr)
+            if near is not None:
+                i, j, c = near
+                theta = torch.zeros_like(c)     # a row with itself: theta = 0 exactly
+                other = (i + i0 != j + j0) if same else torch.ones_like(i, dtype=torch.bool)
+                if bool(other.any()):
+                    theta[other] = angles_at(U1, U2, i[other] + i0, j[other] + j0, like=c)
+                sigma, Theta, first = _relu_layers(theta, torch.ones_like(c), c.clamp(-1, 1),
+                                                   depth)
+                values = {"nngp": [sigma], "ntk": [Theta], "terms": list(first)}[want]
+                for T, v in zip(tiles, values):
+                    T.index_put_((i, j), v)
+            for T, out in zip(tiles, outs):
+                T.mul_(S1[i0:i1, None]).mul_(N2[None, j0:j1])
+                if same and j0 == i0:        # a diagonal tile: mirror its upper triangle
+                    T = torch.triu(T) + torch.triu(T, 1).mT
+                out[i0:i1, j0:j1] = T
+                if same and j0 != i0:
+                    out[j0:j1, i0:i1] = T.mT
+    return outs
 
 
 def _general_block(expect, G, diag1, diag2, det0, depth, i0):
@@ -187,6 +304,8 @@ def gram(X1, X2, *, expect, depth: int, want: str, relu_scale=None,
         return [X1 @ X2.T for _ in range(2 if want == "terms" else 1)]
     step = max(1, _BLOCK_ENTRIES // n2)
     with full_precision():
+        if relu_scale is not None and plain_inputs(X1, None if same else X2):
+            return relu_gram_fast(X1, None if same else X2, depth, want, relu_scale)
         if relu_scale is not None or needs_det:
             N1 = row_norms(X1)
             N2 = N1 if same else row_norms(X2)

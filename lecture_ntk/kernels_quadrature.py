@@ -164,9 +164,11 @@ def row_norms(X: torch.Tensor) -> torch.Tensor:
     Numerics: each row is divided by its largest |entry| (a constant for autograd)
     before squaring, so any finite row gives a finite, accurate norm.
     """
-    m = X.detach().abs().amax(-1, keepdim=True)
+    D = X.detach()
+    m = torch.maximum(D.amax(-1, keepdim=True), -D.amin(-1, keepdim=True))  # max |x_j|
     m = torch.where(m > 0, m, torch.ones_like(m))
-    return m[..., 0] * safe_sqrt(((X / m) ** 2).sum(-1))
+    Y = X / m
+    return m[..., 0] * safe_sqrt((Y * Y).sum(-1))
 
 
 def unit_rows(X: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
@@ -180,12 +182,23 @@ def near_angles(U1: torch.Tensor, U2: torch.Tensor, c: torch.Tensor):
     U1 (n1, d), U2 (n2, d) are unit (or zero) rows, c (n1, n2) their cosines.
     """
     i, j = torch.nonzero(c.detach().abs() > NEAR_COS, as_tuple=True)
-    step = max(1, _PAIR_ELEMS // U1.shape[1])
-    parts = [c.new_zeros(0)]
+    return i, j, angles_at(U1, U2, i, j, like=c)
+
+
+def angles_at(U1: torch.Tensor, U2: torch.Tensor, i: torch.Tensor, j: torch.Tensor, *,
+              like: torch.Tensor) -> torch.Tensor:
+    """theta_m = 2 atan2(|u - v|, |u + v|), u = U1[i_m], v = U2[j_m]: angles of chosen pairs.
+
+    Full relative accuracy for any angle in [0, pi] (see ``pair_angles``); at most
+    _PAIR_ELEMS entries of difference vectors at a time. ``like``: dtype and device
+    of the (possibly empty) result.
+    """
+    step = max(1, _PAIR_ELEMS // max(1, U1.shape[1]))
+    parts = [like.new_zeros(0)]
     for s in range(0, i.numel(), step):
         u, v = U1[i[s:s + step]], U2[j[s:s + step]]
         parts.append(2 * torch.atan2(row_norms(u - v), row_norms(u + v)))
-    return i, j, torch.cat(parts)
+    return torch.cat(parts)
 
 
 def pair_angles(U1: torch.Tensor, U2: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

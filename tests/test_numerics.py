@@ -244,6 +244,8 @@ def test_row_blocks_and_pair_chunks_give_the_same_kernel(name, monkeypatch, gen)
     X = torch.randn(9, 3, generator=gen, dtype=F64)
     X[4] = X[2] * (1 + 1e-9)              # a nearly parallel pair (angle route)
     Y = torch.randn(7, 3, generator=gen, dtype=F64)
+    # inputs tracked by autograd take the row-block route (untracked ReLU inputs: tiles, below)
+    X.requires_grad_(True)
     full = [kernels.ntk(X, depth=2, activation=name), kernels.nngp(X, Y, depth=2, activation=name)]
     blocks = []
     real = kernels_gram._general_block if name != "relu_normalized" else kernels_gram._relu_block
@@ -263,6 +265,52 @@ def test_row_blocks_and_pair_chunks_give_the_same_kernel(name, monkeypatch, gen)
         assert_close(b, a, rtol=1e-14)
     assert torch.equal(chunked[0], chunked[0].T)
     assert len(blocks) == 9 + 9 and all(b[0] * b[1] <= max(10, b[1]) for b in blocks)
+
+
+@pytest.mark.parametrize("want, depth", [("ntk", 1), ("ntk", 3), ("nngp", 1), ("nngp", 3),
+                                         ("terms", 1)])
+def test_fast_relu_tiles_match_the_angle_route(want, depth, monkeypatch, gen):
+    """Untracked ReLU inputs take ``relu_gram_fast``: same values as the autograd-ready route,
+    for any tiling, with nearly parallel, antiparallel, duplicate and zero rows."""
+    X = torch.randn(23, 4, generator=gen, dtype=F64)
+    X[4] = X[2] * (1 + 1e-9)
+    X[5] = -3 * X[1]
+    X[6] = X[7]
+    X[8] = 0.0
+    X[9] = X[10] + 0.05 * X[11]            # |cos| just around FAST_NEAR_COS
+    Y = torch.cat([X[:5] * 2, torch.randn(6, 4, generator=gen, dtype=F64)])
+    fns = {"ntk": lambda *a: [kernels.ntk(*a, depth=depth)],
+           "nngp": lambda *a: [kernels.nngp(*a, depth=depth)],
+           "terms": lambda *a: list(kernels.ntk_terms(*a))}
+    fn = fns[want]
+    reference = [[M.detach() for M in fn(X.clone().requires_grad_(True), *args)]
+                 for args in ((), (Y,))]
+    scale = kernels.ntk(X, depth=depth).diagonal().sqrt()
+    for tile in ((512, 512), (4, 3), (1, 1)):
+        monkeypatch.setattr(kernels_gram, "_TILE", tile)
+        for args, ref in zip(((), (Y,)), reference):
+            got = fn(X, *args)
+            for M, R in zip(got, ref):
+                assert M.shape == R.shape and M.dtype == F64
+                assert float(((M - R).abs() / (scale[:, None] + 1e-300)).max()) < 1e-14 * len(scale)
+            if not args:
+                assert all(torch.equal(M, M.T) for M in got)
+                assert all(float(M[8].abs().max()) == 0.0 for M in got)
+
+
+def test_fast_relu_route_is_taken_only_without_autograd(monkeypatch, gen):
+    X = torch.randn(6, 3, generator=gen, dtype=F64)
+    calls = []
+    real = kernels_gram.relu_gram_fast
+    monkeypatch.setattr(kernels_gram, "relu_gram_fast", lambda *a: calls.append(1) or real(*a))
+    kernels.ntk(X)
+    with torch.no_grad():
+        kernels.ntk(X.clone().requires_grad_(True))
+    assert len(calls) == 2
+    kernels.ntk(X.clone().requires_grad_(True))
+    torch.func.grad(lambda Z: kernels.ntk(Z).sum())(X)
+    torch.func.jvp(lambda Z: kernels.ntk(Z), (X,), (X,))
+    assert len(calls) == 2
 
 
 # ------------------------------------------------------------------------- precision policy
