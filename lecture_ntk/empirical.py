@@ -2,8 +2,10 @@
 
 Two routes to the same numbers:
 
-- generic: ``psi`` and ``empirical_ntk`` differentiate any ``torch.nn.Module``
-  with ``torch.func`` (no knowledge of the architecture);
+- generic: ``jacobian`` and ``psi`` differentiate any ``torch.nn.Module`` with
+  ``torch.func`` (no knowledge of the architecture); ``empirical_ntk`` contracts
+  them, or, for fully connected networks, uses the layer-by-layer route of
+  ``fast_ntk`` that never forms a per-sample Jacobian;
 - by hand: ``shallow_grad``, ``shallow_ntk`` and ``shallow_ntk_terms`` write out
   the gradients of the lecture's one-hidden-layer network (§5) and its kernel.
 
@@ -116,7 +118,8 @@ def psi(model: nn.Module, X) -> torch.Tensor:
 
 
 @full_precision()
-def empirical_ntk(model: nn.Module, X1, X2=None) -> torch.Tensor:
+def empirical_ntk(model: nn.Module, X1, X2=None, *, method: str = "auto",
+                  memory_budget: int | None = None) -> torch.Tensor:
     """The neural tangent kernel of a finite network at its current parameters w0.
 
     K(x, x~) = < grad f_x(w0), grad f_x~(w0) >, i.e. K = psi(X1) psi(X2)^T.
@@ -127,24 +130,28 @@ def empirical_ntk(model: nn.Module, X1, X2=None) -> torch.Tensor:
     Args:
         model: a ``torch.nn.Module`` with output (n,), (n, 1) or (n, c).
         X1: (n1, d) tensor; X2: (n2, d) tensor or None (then X2 = X1).
+        method: "auto" picks the structured route (``fast_ntk.mlp_ntk``: layer by
+            layer, no per-sample Jacobian) for ``network.ShallowNet``, ``nn.Linear``
+            and ``nn.Sequential`` stacks of linear layers and elementwise activations,
+            and the Jacobian contraction J1 J2^T (``fast_ntk.jacobian_ntk``, torch.func,
+            any module) otherwise; "structured", "jacobian" or "ntk_vp" (NTK-vector
+            products) force a route.
+        memory_budget: bytes of working memory (the kernel itself excluded); None
+            means ``fast_ntk.MEMORY_BUDGET``. Large n is computed in tiles under it.
 
     Returns:
-        (n1, n2) tensor for a scalar output; (n1, n2, c, c) tensor for c > 1 outputs.
-        At finite width the off-diagonal blocks a != b are not zero in general;
-        only in the infinite-width limit does the kernel become K(x, x~) I_c (§9).
+        (n1, n2) tensor for a scalar output; (n1, n2, c, c) tensor for c > 1 outputs,
+        no autograd graph. At finite width the off-diagonal blocks a != b are not zero
+        in general; only in the infinite-width limit does the kernel become
+        K(x, x~) I_c (§9). With X2 = None the result is exactly symmetric.
+
+    Numerics: every route runs under ``precision.full_precision``; the routes agree
+    to rounding (tests/test_fast_ntk.py, float64, 1e-10).
     """
-    first = _check_model(model)
-    X1 = as_samples(X1, "X1", like=first)
-    J1 = jacobian(model, X1)
-    if X2 is None:
-        J2 = J1
-    else:
-        X2 = as_samples(X2, "X2", like=first)
-        check_same_d(X1, X2)
-        J2 = jacobian(model, X2)
-    if J1.shape[1] == 1:
-        return J1[:, 0, :] @ J2[:, 0, :].T
-    return torch.einsum("iap,jbp->ijab", J1, J2)
+    from . import fast_ntk  # fast_ntk builds on this module's jacobian
+
+    return fast_ntk.empirical_ntk_auto(model, X1, X2, method=method, output="full",
+                                       memory_budget=memory_budget)
 
 
 def _check_shallow(A, B, X, name):
