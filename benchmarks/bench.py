@@ -22,7 +22,8 @@ import time
 import torch
 from torch import nn
 
-from lecture_ntk import device as dev, empirical, fast_ntk, kernels, network, solvers
+from lecture_ntk import (data, device as dev, empirical, fast_ntk, kernels, network, solvers,
+                         sweep, train)
 
 GiB = 2.0 ** 30
 GEN_BUDGET = 4 * 2**30          # memory the generic (torch.func) routes may use
@@ -271,6 +272,67 @@ def section_solve(args, device, results):
     print(f"-- direct route limit from free memory ({fmt_m(mem_available())}): n ~ {dense}")
 
 
+FIG1_WIDTHS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 32, 64, 128, 256, 512, 1024]
+
+
+def section_sweep(args, device, results):
+    """Example 3's width sweep: one batched run vs a loop over one network at a time."""
+    steps = 200 if args.quick else args.sweep_steps
+    seeds = [0, 1, 2]
+    ex = data.example3(generator=dev.make_generator(0), device=device)
+    X, y = data.with_bias(ex.x_train), ex.y_train
+    # threshold 0 and the threshold rule for every width: each network makes exactly `steps`
+    rules = dict(threshold=0.0, patience_below=1, max_steps=steps)
+    print(f"\n== width sweep: {len(FIG1_WIDTHS)} widths x {len(seeds)} seeds, {steps} steps each, "
+          f"lr {train.LR}, float64 ==")
+    start = time.perf_counter()
+    sweep.width_sweep(X, y, FIG1_WIDTHS, seeds, engine="auto", progress=False, **rules)
+    first = time.perf_counter() - start
+
+    def loop():
+        for seed in seeds:
+            for k in FIG1_WIDTHS:
+                A, B = train.initial_params(seed, k, dtype=X.dtype, device=device)
+                train.gradient_descent(A, B, X, y, **rules)
+
+    runs = measure_many({
+        "compiled": lambda: sweep.width_sweep(X, y, FIG1_WIDTHS, seeds, engine="auto",
+                                              progress=False, **rules),
+        "eager": lambda: sweep.width_sweep(X, y, FIG1_WIDTHS, seeds, engine="eager",
+                                           progress=False, **rules)}, args.reps, device)
+    t_loop, _, _ = measure(loop, args.slow_reps, device, warmup=False)
+    t_c, t_e = runs["compiled"][0], runs["eager"][0]
+    engine = runs["compiled"][2].engine
+    nets = len(FIG1_WIDTHS) * len(seeds)
+    row("route", "time", "x batched", "us / step")
+    row(f"batched width_sweep ({engine})", fmt_t(t_c), "1", f"{t_c / steps * 1e6:.0f}")
+    row("  its first call (with compilation)", fmt_t(first), f"{first / t_c:.1f}", "-")
+    row("batched width_sweep (eager)", fmt_t(t_e), f"{t_e / t_c:.1f}", f"{t_e / steps * 1e6:.0f}")
+    row("loop of train.gradient_descent", fmt_t(t_loop), f"{t_loop / t_c:.0f}",
+        f"{t_loop / (steps * nets) * 1e6:.0f} per net")
+    results["sweep"] = t_loop / t_c
+
+
+def section_lecture(args, device, results):
+    """The lecture command end to end: every notebook, the lecture's settings."""
+    if device.type != "cpu":
+        return
+    import subprocess
+    import sys
+    print("\n== the lecture end to end: python -m lecture_ntk.course run ==")
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "lecture_ntk.course", "run"],
+                          capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    for line in proc.stdout.splitlines():
+        print("  " + line)
+    if proc.returncode:
+        print("  failed:\n" + proc.stderr[-2000:])
+        return
+    row("every notebook (6)", fmt_t(elapsed))
+    results["lecture"] = elapsed
+
+
 def section_keops(args, device, results):
     print("\n== NTK matvec K v: chunked torch (solvers.kernel_matvec) vs KeOps LazyTensor ==")
     try:
@@ -305,18 +367,21 @@ def section_keops(args, device, results):
 
 
 SECTIONS = {"ntk": section_ntk, "memory": section_memory, "gram": section_gram,
-            "solve": section_solve, "keops": section_keops}
+            "solve": section_solve, "sweep": section_sweep, "lecture": section_lecture,
+            "keops": section_keops}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="CI sizes (seconds)")
-    ap.add_argument("--only", default="ntk,memory,gram,solve",
-                    help=f"comma-separated sections out of {','.join(SECTIONS)} (keops: opt-in)")
+    ap.add_argument("--only", default="ntk,memory,gram,solve,sweep,lecture",
+                    help=f"comma-separated sections out of {','.join(SECTIONS)} (keops: opt-in; "
+                         "--quick leaves out lecture)")
     ap.add_argument("--reps", type=int, default=5, help="repetitions of the fast routes")
     ap.add_argument("--slow-reps", type=int, default=1, help="repetitions of the slow routes")
     ap.add_argument("--mlp-n", type=int, default=512, help="samples for the MLP case")
     ap.add_argument("--solve-budget", type=float, default=None, help="seconds (default 300)")
+    ap.add_argument("--sweep-steps", type=int, default=2000, help="steps per network (sweep)")
     args = ap.parse_args()
     args.solve_budget = args.solve_budget or (5.0 if args.quick else 300.0)
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
@@ -328,6 +393,8 @@ def main():
         results = {}
         for name in args.only.split(","):
             if device.type == "cuda" and name == "keops":
+                continue
+            if args.quick and name == "lecture" and args.only == ap.get_default("only"):
                 continue
             SECTIONS[name](args, device, results)
         summary(results, args)
@@ -353,6 +420,12 @@ def summary(results, args):
     for key in [k for k in results if k.startswith("gram") or k.startswith("rectangular")]:
         checks.append((f"closed-form {key} within 1.5x of one GEMM", f"{results[key]:.2f}x",
                        results[key] <= 1.5))
+    if "sweep" in results:
+        checks.append(("batched sweep >= 10x faster than the loop", f"{results['sweep']:.0f}x",
+                       results["sweep"] >= 10))
+    if "lecture" in results:
+        checks.append(("the whole lecture under 3 minutes", fmt_t(results["lecture"]),
+                       results["lecture"] < 180))
     for label, value, ok in checks:
         row(label, value, ("met" if ok else "MISSED") if not args.quick else
             ("(met)" if ok else "(not met)"))
