@@ -101,11 +101,11 @@ assert residual < 1e-10
 # Doing this naively would take hours: the wide networks need about $10^5$ steps each. So
 # `sweep.width_sweep` puts the hidden units of all $3 \times 18$ networks side by side in one big
 # hidden layer, sums their contributions per network, uses the §5 gradients written out by hand,
-# and runs the loop as one compiled kernel (`torch.compile`); it is checked against a plain
-# autograd loop in `tests/test_train.py`. We cap at $3\cdot10^5$ steps: every threshold crossing
-# we observed happened before $1.8\cdot10^5$, and a run to $10^6$ steps (not shown) brought none
-# of the networks still training at $3\cdot10^5$ to the threshold. Raise `CAP` or add seeds if you
-# have the time.
+# and runs the step loop as compiled code (`torch.compile`, with plain torch as the fallback);
+# it is checked against a plain autograd loop in `tests/test_train.py`. We cap at $3\cdot10^5$
+# steps: every threshold crossing we observed happened before $1.8\cdot10^5$, and a run to
+# $10^6$ steps (not shown) brought none of the networks still training at $3\cdot10^5$ to the
+# threshold. Raise `CAP` or add seeds if you have the time.
 
 # %%
 WIDTHS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 20, 32, 64, 128, 256, 512, 1024]
