@@ -112,3 +112,17 @@ def check_real(value, name: str, *, minimum: float | None = None, strict: bool =
         op = ">" if strict else ">="
         raise ValueError(f"{name}: expected a number {op} {minimum}, got {value}")
     return value
+
+
+def check_device(device, name: str = "device") -> torch.device | None:
+    """Raise unless ``device`` is None, a torch.device or a name torch reads ('cpu', 'cuda:0')."""
+    if device is None or isinstance(device, torch.device):
+        return device
+    if not isinstance(device, (str, int)) or isinstance(device, bool):
+        raise TypeError(f"{name}: expected None, a torch.device or a device name such as 'cpu' "
+                        f"or 'cuda', got {type(device).__name__}")
+    try:
+        return torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{name}: expected None, a torch.device or a device name such as 'cpu' "
+                         f"or 'cuda', got {device!r}") from None

@@ -16,6 +16,8 @@ treat it as approximate, within some 10%). Several outputs: ``output="full"`` gi
 <grad f_a(x_i), grad f_b(x~_j)>, ``"diagonal"`` its a = b entries, ``"trace"`` sums or
 averages them over a (``reduce``; the mean equals the scalar K of §9 when K is K I_c).
 
+Numerics: every route runs its float32 products with TF32 off (``precision.full_precision``).
+
 Lecture: Definition 2, proof of Theorem 1, §9 (several outputs); FORMULAS.md §3, §5, §9, §12.
 """
 from __future__ import annotations
@@ -30,6 +32,7 @@ from torch.func import functional_call, jvp, vjp, vmap
 
 from . import empirical, network
 from ._checks import as_samples, check_int, check_same_d
+from .precision import full_precision
 
 MEMORY_BUDGET = 512 * 2**20   # bytes of working memory per call, the returned kernel excluded
 OUTPUTS = ("full", "trace", "diagonal")
@@ -81,9 +84,9 @@ def _elementwise(m: nn.Module) -> _Act | None:
         b, th = m.beta, m.threshold  # linear above the threshold, as torch does
         return _Act(lambda z: F.softplus(z, b, th),
                     lambda z: torch.where(z * b > th, torch.ones_like(z), torch.sigmoid(z * b)))
-    raise TypeError(f"model: the structured NTK does not support {t.__name__} (supported: "
-                    "nn.Linear, nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Softplus, "
-                    "nn.Identity, network.ShallowNet); use method='jacobian' or 'ntk_vp'")
+    raise TypeError(f"model: expected layers the structured NTK supports (nn.Linear, nn.ReLU, "
+                    "nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Softplus, nn.Identity, "
+                    f"network.ShallowNet), got {t.__name__}; use method='jacobian' or 'ntk_vp'")
 
 
 def _parse(model: nn.Module) -> list:
@@ -103,8 +106,8 @@ def _parse(model: nn.Module) -> list:
             else:
                 layers.append(m)
     else:
-        raise TypeError(f"model: the structured NTK needs an nn.Sequential of nn.Linear and "
-                        f"elementwise activations, an nn.Linear or a network.ShallowNet, got "
+        raise TypeError(f"model: expected an nn.Sequential of nn.Linear and elementwise "
+                        f"activations, an nn.Linear or a network.ShallowNet, got "
                         f"{type(model).__name__}; use method='jacobian' or 'ntk_vp'")
     ops, seen = [], set()
     for m in layers:
@@ -112,15 +115,18 @@ def _parse(model: nn.Module) -> list:
             ops.append(_Linear(m.weight, m.bias, 1.0))
             for p in (m.weight, m.bias) if m.bias is not None else (m.weight,):
                 if id(p) in seen:
-                    raise TypeError("model: a parameter is shared between layers (the structured "
-                                    "NTK needs one use per parameter); use method='jacobian'")
+                    raise TypeError("model: expected one use per parameter (the structured NTK), "
+                                    "got a parameter shared between layers; use "
+                                    "method='jacobian'")
                 seen.add(id(p))
         elif (op := _elementwise(m)) is not None:
             ops.append(op)
     if not any(isinstance(op, _Linear) for op in ops):
-        raise TypeError("model: the structured NTK needs at least one nn.Linear layer")
+        raise TypeError(f"model: expected at least one nn.Linear layer (the structured NTK), "
+                        f"got none in {type(model).__name__}")
     if seen != {id(p) for p in model.parameters()}:
-        raise TypeError("model: has parameters outside its nn.Linear layers; use method='jacobian'")
+        raise TypeError("model: expected every parameter inside an nn.Linear layer (the "
+                        "structured NTK), got parameters outside them; use method='jacobian'")
     return ops
 
 
@@ -295,6 +301,10 @@ def _check_inputs(model, X1, X2, output, reduce, memory_budget):
     if X2 is not None:
         X2 = as_samples(X2, "X2", like=first)
         check_same_d(X1, X2)
+    for name, X in (("X1", X1), ("X2", X2)):
+        if X is not None and X.shape[0] == 0:
+            raise ValueError(f"{name}: expected at least one sample (row), "
+                             f"got shape {tuple(X.shape)}")
     if output not in OUTPUTS:
         raise ValueError(f"output: expected one of {', '.join(OUTPUTS)}, got {output!r}")
     if reduce not in ("sum", "mean"):
@@ -313,6 +323,7 @@ def _tail(output, c):
     return _tile_shape(0, 0, output, c)[2:]
 
 
+@full_precision()
 def mlp_ntk(model: nn.Module, X1, X2=None, *, output: str = "full", reduce: str = "mean",
             memory_budget: int = MEMORY_BUDGET) -> torch.Tensor:
     """Empirical NTK of a fully connected network, layer by layer, without Jacobians.
@@ -344,7 +355,8 @@ def mlp_ntk(model: nn.Module, X1, X2=None, *, output: str = "full", reduce: str 
 
     Numerics: tiles come from the same products in any order, so chunked and
     unchunked results agree to rounding; with X2 = None each diagonal tile is averaged
-    with its transpose, so the result is exactly symmetric.
+    with its transpose, so the result is exactly symmetric. float32 products run with
+    TF32 off (``precision.full_precision``), as in ``jacobian_ntk`` and ``ntk_vp``.
     """
     X1, X2, budget = _check_inputs(model, X1, X2, output, reduce, memory_budget)
     if X2 is not None and (X2.data_ptr(), X2.shape, X2.stride()) == \
@@ -367,7 +379,7 @@ def mlp_ntk(model: nn.Module, X1, X2=None, *, output: str = "full", reduce: str 
     return _finish(K, output, reduce, c)
 
 
-def _probe(model, X):
+def _probe(model, X, name="X1"):
     """(c, activations per sample): one forward on one row, counting module outputs."""
     count = [0]
 
@@ -378,6 +390,9 @@ def _probe(model, X):
     try:
         with torch.no_grad():
             out = model(X[:1])
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected rows the model accepts, got shape {tuple(X.shape)} "
+                         f"(model({name}[:1]) raised: {exc})") from exc
     finally:
         for h in handles:
             h.remove()
@@ -387,6 +402,7 @@ def _probe(model, X):
     return (1 if out.ndim == 1 else out.shape[1]), count[0]
 
 
+@full_precision()
 def jacobian_ntk(model: nn.Module, X1, X2=None, *, output: str = "full", reduce: str = "mean",
                  memory_budget: int = MEMORY_BUDGET) -> torch.Tensor:
     """Empirical NTK of any module by Jacobian contraction, in tiles of rows.
@@ -406,6 +422,7 @@ def jacobian_ntk(model: nn.Module, X1, X2=None, *, output: str = "full", reduce:
     return _finish(K, output, reduce, c)
 
 
+@full_precision()
 def ntk_vp(model: nn.Module, X1, X2=None, *, output: str = "full", reduce: str = "mean",
            memory_budget: int = MEMORY_BUDGET) -> torch.Tensor:
     """Empirical NTK of any module by NTK-vector products (torch.func vjp, then jvp).

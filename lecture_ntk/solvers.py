@@ -14,6 +14,10 @@ L = U S V^T, Lambda = S^2, mu = ridge, and (Frangella, Tropp and Udell's Nystrom
     P^{-1} = (lambda_r + mu) U (Lambda + mu I)^{-1} U^T + (I - U U^T).
 "jacobi": P = diag(K) + ridge I.
 
+Numerics: float32 products run with TF32 off (``precision.full_precision``), the kernel
+calls included; a kernel that returns non-finite values or the wrong shape is refused
+with a ValueError naming ``kernel``.
+
 Lecture: Definition 2 and the kernel regression predictor; FORMULAS.md §3, §9, §13.
 """
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 
 from . import kernels, regression
 from ._checks import as_samples, as_tensor, check_finite, check_int, check_real, check_same_d
+from .precision import full_precision
 
 MEMORY_BUDGET = 512 * 2**20     # bytes for kernel blocks (the data and alpha are extra)
 PRECONDITIONERS = ("nystrom", "jacobi", "none")
@@ -59,7 +64,34 @@ def _kernel_fn(kernel, activation, depth):
     if not callable(kernel):
         raise TypeError(f"kernel: expected None (kernels.ntk) or a callable (X1, X2=None) -> "
                         f"(n1, n2) tensor, got {type(kernel).__name__}")
-    return kernel
+    return _checked(kernel, "kernel")
+
+
+def _checked(kernel, name):
+    """Wrap a user kernel so that each call returns an (n1, n2) tensor like X1, or raises."""
+    if not callable(kernel):
+        raise TypeError(f"{name}: expected a callable (X1, X2=None) -> (n1, n2) tensor, "
+                        f"got {type(kernel).__name__}")
+
+    def fn(X1, X2=None):
+        K = kernel(X1, X2)
+        shape = (X1.shape[0], (X1 if X2 is None else X2).shape[0])
+        if not isinstance(K, torch.Tensor) or K.shape != shape or K.dtype != X1.dtype \
+                or K.device != X1.device:
+            got = (f"shape {tuple(K.shape)}, {K.dtype} on {K.device}"
+                   if isinstance(K, torch.Tensor) else type(K).__name__)
+            raise ValueError(f"{name}: expected an {shape} tensor of {X1.dtype} on {X1.device} "
+                             f"for rows of shapes {tuple(X1.shape)} and "
+                             f"{'None' if X2 is None else tuple(X2.shape)}, got {got}")
+        return K
+    return fn
+
+
+def _check_finite_kernel(t, what, name="kernel"):
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name}: expected finite values, got {int((~torch.isfinite(t)).sum())} "
+                         f"NaN/inf entries in {what}")
+    return t
 
 
 def _block_rows(n, item, chunk_size, budget):
@@ -70,17 +102,35 @@ def _block_rows(n, item, chunk_size, budget):
     return max(1, min(n, max(256, -(-n // 4)), budget // (_BLOCK_COPIES * item * n)))
 
 
+@full_precision()
 def kernel_matvec(kernel_fn, X, V, *, ridge: float = 0.0, chunk_size: int) -> torch.Tensor:
     """(K(X, X) + ridge I) V from row blocks, never holding more than one block of K.
 
     Block i gives K(X_i, X_i) and K(X_i, X_{j > i}); the latter multiplies V_{j > i} for
     rows i and, transposed, V_i for the rows below: each pair of rows is evaluated once.
 
+    Lecture: FORMULAS.md §3, §13 (the products K v of gradient descent and of PCG).
+
     Args:
         kernel_fn: callable (X1, X2=None) -> (n1, n2) tensor, symmetric: K(X1, X2) =
             K(X2, X1)^T, and X2 = None meaning X1 (as ``kernels.ntk``).
-        X: (n, d) tensor; V: (n, c) tensor; chunk_size: rows per block.
+        X: (n, d) tensor; V: (n,) or (n, c) tensor like X; ridge >= 0; chunk_size: rows
+            per block, >= 1.
+
+    Returns:
+        (K(X, X) + ridge I) V, the shape of V.
     """
+    fn = _checked(kernel_fn, "kernel_fn")
+    X = as_samples(X, "X")
+    V = check_finite(as_tensor(V, "V", like=X), "V")
+    if V.ndim not in (1, 2) or V.shape[0] != X.shape[0]:
+        raise ValueError(f"V: expected shape ({X.shape[0]},) or ({X.shape[0]}, c) to match X, "
+                         f"got shape {tuple(V.shape)}")
+    ridge = check_real(ridge, "ridge", minimum=0.0)
+    return _matvec(fn, X, V, ridge, check_int(chunk_size, "chunk_size"))
+
+
+def _matvec(kernel_fn, X, V, ridge, chunk_size):
     out = ridge * V if ridge else torch.zeros_like(V)
     n = X.shape[0]
     for s in range(0, n, chunk_size):
@@ -104,6 +154,7 @@ def _diagonal(kernel_fn, X, chunk_size):
     return torch.cat([kernel_fn(X[s:s + b], None).diagonal() for s in range(0, X.shape[0], b)])
 
 
+@full_precision()
 def pivoted_cholesky(kernel_fn, X, rank: int, *, diag=None, block: int = 32) -> torch.Tensor:
     """Greedy pivoted Cholesky factor L (n, r <= rank) with K(X, X) ~ L L^T.
 
@@ -112,8 +163,26 @@ def pivoted_cholesky(kernel_fn, X, rank: int, *, diag=None, block: int = 32) -> 
     Kernel columns are fetched ``block`` at a time, for the rows of largest d_i, and the
     greedy choice runs among them (one kernel call per block instead of per column).
 
+    Lecture: FORMULAS.md §3 (a low-rank approximation of K(X, X), for the preconditioner).
+
+    Args:
+        kernel_fn: callable (X1, X2=None) -> (n1, n2) tensor (as ``kernel_matvec``).
+        X: (n, d) tensor; rank: columns at most, >= 1; diag: None or diag K(X, X), (n,)
+            like X; block: kernel columns fetched per call, >= 1.
+
     Numerics: the residual diagonal is clamped at 0 (rounding can push it below).
     """
+    fn, X = _checked(kernel_fn, "kernel_fn"), as_samples(X, "X")
+    rank, block = check_int(rank, "rank"), check_int(block, "block")
+    if diag is not None:
+        diag = check_finite(as_tensor(diag, "diag", like=X), "diag")
+        if diag.shape != (X.shape[0],):
+            raise ValueError(f"diag: expected shape ({X.shape[0]},) to match X, "
+                             f"got shape {tuple(diag.shape)}")
+    return _pivoted_cholesky(fn, X, rank, diag, block)
+
+
+def _pivoted_cholesky(kernel_fn, X, rank, diag=None, block=32):
     n = X.shape[0]
     d = (_diagonal(kernel_fn, X, 256) if diag is None else diag).clone()
     L = torch.zeros(n, min(rank, n), dtype=X.dtype, device=X.device)
@@ -140,11 +209,11 @@ def _preconditioner(name, kernel_fn, X, ridge, rank, chunk_size):
     """A function r -> P^{-1} r, see the module docstring."""
     if name == "none":
         return lambda r: r
-    diag = _diagonal(kernel_fn, X, chunk_size)
+    diag = _check_finite_kernel(_diagonal(kernel_fn, X, chunk_size), "diag K(X_train, X_train)")
     if name == "jacobi":
         inv = 1.0 / (diag + ridge).clamp_min(torch.finfo(X.dtype).tiny)
         return lambda r: r * inv[:, None]
-    L = pivoted_cholesky(kernel_fn, X, rank, diag=diag)
+    L = _pivoted_cholesky(kernel_fn, X, rank, diag=diag)
     U, S, _ = torch.linalg.svd(L, full_matrices=False)
     keep = S > S.max() * 1e-8 if S.numel() else S > 0
     U, lam = U[:, keep], S[keep] ** 2
@@ -175,7 +244,8 @@ def _pcg(matvec, precond, Y, tol, max_iter):
         a = torch.where(done, 0.0, rz / torch.where(done, 1.0, pAp))
         alpha += a * p
         r = r - a * Ap  # not in place: z (and so p) may be r itself
-        res = torch.linalg.norm(r, dim=0) / norm_y
+        res = _check_finite_kernel(torch.linalg.norm(r, dim=0) / norm_y,
+                                   f"the PCG residual at iteration {it} (products K v)")
         z = precond(r)
         rz_new = (r * z).sum(0)
         p = z + torch.where(done, 0.0, rz_new / torch.where(done, 1.0, rz)) * p
@@ -201,6 +271,7 @@ def _predict(kernel_fn, X_test, X_train, alpha, chunk_size):
                       for s in range(0, X_test.shape[0], chunk_size)])
 
 
+@full_precision()
 def kernel_regression_cg(X_train, y, X_test, *, kernel=None, activation="relu_normalized",
                          depth: int = 1, ridge: float = 0.0, tol: float = 1e-8,
                          max_iter: int = 1000, preconditioner: str = "nystrom", rank: int = 100,
@@ -248,8 +319,7 @@ def kernel_regression_cg(X_train, y, X_test, *, kernel=None, activation="relu_no
     b = _block_rows(X_train.shape[0], X_train.element_size(), chunk_size, budget)
     Y = y[:, None] if y.ndim == 1 else y
     precond = _preconditioner(preconditioner, fn, X_train, ridge, rank, b)
-    alpha, it, res = _pcg(lambda V: kernel_matvec(fn, X_train, V, ridge=ridge, chunk_size=b),
-                          precond, Y, tol, max_iter)
+    alpha, it, res = _pcg(lambda V: _matvec(fn, X_train, V, ridge, b), precond, Y, tol, max_iter)
     worst = float(res.max())
     if worst > tol:
         mean_diag = float(_diagonal(fn, X_train[:256], b).mean())
@@ -260,12 +330,14 @@ def kernel_regression_cg(X_train, y, X_test, *, kernel=None, activation="relu_no
             f"{rank}, preconditioner={preconditioner!r}), add a ridge (e.g. ridge = 1e-6 x mean "
             f"diagonal = {1e-6 * mean_diag:.1e}), or, while n x n fits in memory, use "
             "regression.kernel_regression (Cholesky).")
-    pred = _predict(fn, X_test, X_train, alpha, b)
+    pred = _check_finite_kernel(_predict(fn, X_test, X_train, alpha, b),
+                                "the predictions K(X_test, X_train) alpha")
     if y.ndim == 1:
         alpha, pred = alpha[:, 0], pred[:, 0]
     return SolveResult(pred, alpha, "cg", it, worst)
 
 
+@full_precision()
 def kernel_regression_auto(X_train, y, X_test, *, method: str = "auto", kernel=None,
                            activation="relu_normalized", depth: int = 1, ridge: float = 0.0,
                            memory_budget: int = MEMORY_BUDGET, **cg_options) -> SolveResult:
@@ -284,9 +356,10 @@ def kernel_regression_auto(X_train, y, X_test, *, method: str = "auto", kernel=N
     if method not in ("auto", "cholesky", "cg"):
         raise ValueError(f"method: expected 'auto', 'cholesky' or 'cg', got {method!r}")
     X_train, y, X_test = _check_data(X_train, y, X_test)
+    budget = check_int(memory_budget, "memory_budget")
     n, m = X_train.shape[0], X_test.shape[0]
     need = X_train.element_size() * (4 * n * n + m * n)
-    if method == "cg" or (method == "auto" and need > check_int(memory_budget, "memory_budget")):
+    if method == "cg" or (method == "auto" and need > budget):
         return kernel_regression_cg(X_train, y, X_test, kernel=kernel, activation=activation,
                                     depth=depth, ridge=ridge, memory_budget=memory_budget,
                                     **cg_options)

@@ -11,9 +11,16 @@ zero under gradient descent). One step of gradient descent for all networks is:
     S_u = sum_i R_i[net(u)] 1[z_iu > 0] x_i
 
 (the relu factor sqrt(2) is folded into the scale). Each network checks its own
-stopping rule (``train`` module docstring) before each step and is frozen from its
-stopping step on: ``torch.where`` masks keep its weights and loss exactly fixed.
-When few units are still training, the tensors are compacted to the active ones.
+stopping rules (``train`` module docstring, divergence included) before each step and is
+frozen from its stopping step on: ``torch.where`` masks keep its weights and loss exactly
+fixed. When few units are still training, the tensors are compacted to the active ones.
+
+Divergence: a network whose loss becomes non-finite or exceeds 1e3 max(L_0, 1/2 |y|^2)
+stops with reason "diverged" at the same step as ``train.gradient_descent`` would (the
+test is a few operations on the N per-network losses, fused into the compiled step, not
+a per-step synchronisation); the others train on. At the end ``width_sweep`` raises
+``train.DivergenceError`` naming each diverged (seed, width), the learning rate and each
+network's 2 / lambda_max(K(w0)); the complete result is the exception's ``result``.
 
 Speed: the step loop runs as one ``torch.compile``d ``torch.while_loop`` per block of
 ``BLOCK`` steps (fused C++ kernels, no Python per step). Measured on 2 CPU cores in
@@ -35,19 +42,22 @@ import torch
 from tqdm import tqdm
 
 from . import network, train
-from ._checks import as_samples, check_int
+from ._checks import as_samples, check_device, check_dtype, check_int
 
 CHUNK = 64
 BLOCK = 1000
-_CODES = {1: "threshold", 2: "patience", 3: "cap"}
+_CODES = dict(enumerate(train.REASONS, start=1))   # reason codes; 0 = still training
+_THR, _PAT, _CAP, _DIV = (train.REASONS.index(r) + 1
+                          for r in ("threshold", "patience", "cap", "diverged"))
 
 
 def _step(a, b, active, steps, count, prev, loss, reason, X, y, c, chunk_net, use_thr,
-          lr, threshold, keep, patience, max_steps, buf=None):
+          ceiling, lr, threshold, keep, patience, max_steps, buf=None):
     """One gradient step for every active network (all others frozen); see the module docstring.
 
     Shapes: a, c (nch, CHUNK); b (d, nch, CHUNK); per network (N,): active, steps,
-    count, prev, loss, reason; X (n, d); y (n,); chunk_net (nch,) network of each chunk.
+    count, prev, loss, reason, use_thr, ceiling (the divergence level, float64);
+    X (n, d); y (n,); chunk_net (nch,) network of each chunk.
     ``buf`` optionally holds preallocated (n, nch, CHUNK) float tensors "Z", "M", "H" that
     the three large intermediates are written into (eager mode: no allocation per step;
     M then holds the 0/1 mask 1[z > 0] as floats, which avoids casting a bool mask).
@@ -63,12 +73,14 @@ def _step(a, b, active, steps, count, prev, loss, reason, X, y, c, chunk_net, us
     R = torch.zeros(n, active.shape[0], dtype=Z.dtype, device=Z.device)
     R.index_add_(1, chunk_net, H.sum(-1)).sub_(y[:, None])           # residuals F - y (n, N)
     L = (0.5 * (R * R).sum(0)).to(loss.dtype)
+    blown = ~torch.isfinite(L) | (L > ceiling)                      # checked first, as in train
     hit = use_thr & (L < threshold)
     flat = ~use_thr & ~(L < prev * keep)
     count = count + (active & flat).long()
     tired = flat & (count > patience)
-    stop = active & (hit | tired | (steps >= max_steps))
-    reason = torch.where(stop, torch.where(hit, 1, torch.where(tired, 2, 3)), reason)
+    stop = active & (blown | hit | tired | (steps >= max_steps))
+    reason = torch.where(stop, torch.where(blown, _DIV, torch.where(
+        hit, _THR, torch.where(tired, _PAT, _CAP))), reason)
     loss = torch.where(active, L, loss)
     prev = torch.where(active, L, prev)
     active = active & ~stop
@@ -133,11 +145,14 @@ def _run(num, state, consts, engine):
 class _Packed:
     """Every network's weights in the chunk layout, with which chunks are still trained."""
 
-    def __init__(self, widths, seeds, d, dtype, device, patience_below):
+    def __init__(self, widths, seeds, X, y, patience_below):
         nets = [(s, k) for s in seeds for k in widths]
-        a, b, c, owner = [], [], [], []
+        d, dtype, device = X.shape[1], X.dtype, X.device
+        a, b, c, owner, ceiling = [], [], [], [], []
         for j, (seed, k) in enumerate(nets):
             A, B = train.initial_params(seed, k, d, dtype=dtype)
+            L0 = train._loss(A.to(device), B.to(device), X, y).item()
+            ceiling.append(train._ceiling(L0, y))
             pad = -k % CHUNK
             a.append(torch.nn.functional.pad(A[0], (0, pad)))
             b.append(torch.nn.functional.pad(B.T, (0, pad)))
@@ -157,6 +172,7 @@ class _Packed:
         self.loss = torch.full((N,), math.nan, **f64)
         self.reason = torch.zeros(N, dtype=torch.long, device=device)
         self.use_thr = torch.tensor([k >= patience_below for _, k in nets], device=device)
+        self.ceiling = torch.tensor(ceiling, **f64)
         self.nets = torch.arange(N, device=device)
         self.chunks = torch.arange(len(self.owner), device=device)
 
@@ -166,7 +182,8 @@ class _Packed:
         state = [self.a[self.chunks], self.b[:, self.chunks]] + [
             getattr(self, k)[self.nets] for k in ("active", "steps", "count", "prev", "loss",
                                                   "reason")]
-        return state, (self.c[self.chunks], local, self.use_thr[self.nets])
+        return state, (self.c[self.chunks], local, self.use_thr[self.nets],
+                       self.ceiling[self.nets])
 
     def store(self, state):
         """Write a working state back into the full arrays."""
@@ -187,7 +204,8 @@ class SweepResult:
     Attributes:
         widths, seeds: as given.
         steps: (S, W) int64, updates made; loss: (S, W) float64, final training loss.
-        reasons: S tuples of W strings ("threshold", "patience" or "cap").
+        reasons: S tuples of W strings from ``train.REASONS`` ("threshold", "patience",
+            "cap"; "diverged" only in the result a ``train.DivergenceError`` carries).
         A, B: S tuples of W tensors, the trained (1, k) and (k, d) weights.
         engine: "compiled" or "eager"; seconds: wall time of the training loop.
     """
@@ -219,10 +237,19 @@ class SweepResult:
         return ((self.predict(X) - y.to(dtype=like.dtype, device=like.device)) ** 2).mean(-1)
 
 
+def _ints(values, name, minimum):
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name}: expected a list of ints >= {minimum}, "
+                        f"got {type(values).__name__}")
+    return tuple(check_int(v, name, minimum=minimum) for v in values)
+
+
 def _check_sweep_args(X_train, y_train, widths, seeds):
     X, y = train.check_training_data(X_train, y_train)
-    widths = tuple(check_int(k, "widths") for k in widths)
-    seeds = tuple(check_int(s, "seeds", minimum=0) for s in seeds)
+    widths, seeds = _ints(widths, "widths", 1), _ints(seeds, "seeds", 0)
+    if widths and max(widths) >= train._SEED_STRIDE:
+        raise ValueError(f"widths: expected widths below {train._SEED_STRIDE}, "
+                         f"got {max(widths)}")
     if not widths or not seeds:
         raise ValueError(f"widths, seeds: expected non-empty lists, got {len(widths)} widths "
                          f"and {len(seeds)} seeds")
@@ -272,6 +299,11 @@ def width_sweep(X_train, y_train, widths, seeds, *, lr: float = train.LR,
     Returns:
         ``SweepResult`` with per-(seed, width) steps, final loss, reason, weights.
 
+    Raises:
+        train.DivergenceError: after the loop, if some network's loss became non-finite or
+            exceeded 1e3 max(L_0, 1/2 |y|^2); the message names those (seed, width), lr and
+            their 2 / lambda_max(K(w0)); ``.result`` is the full ``SweepResult``.
+
     Numerics:
         The stopping rules compare losses in float64 whatever ``dtype`` is (in float32 a
         relative ``tol`` below ~1e-7 is not resolved anyway). Frozen networks are held by
@@ -284,21 +316,50 @@ def width_sweep(X_train, y_train, widths, seeds, *, lr: float = train.LR,
         lr, threshold, patience, tol, max_steps, patience_below)
     if engine not in ("auto", "compiled", "eager"):
         raise ValueError(f"engine: expected 'auto', 'compiled' or 'eager', got {engine!r}")
+    dtype, device = check_dtype(dtype), check_device(device)
+    if num_threads is not None:
+        num_threads = check_int(num_threads, "num_threads")
     X, y = X.to(dtype=dtype, device=device), y.to(dtype=dtype, device=device)
-    packed = _Packed(widths, seeds, X.shape[1], dtype, X.device, patience_below)
+    packed = _Packed(widths, seeds, X, y, patience_below)
     hyper = (torch.tensor(lr, dtype=dtype, device=X.device),) + tuple(
         torch.tensor(v, dtype=t, device=X.device) for v, t in
         ((threshold, torch.float64), (1.0 - tol, torch.float64), (patience, torch.long),
          (max_steps, torch.long)))
     old_threads = torch.get_num_threads()
     if num_threads is not None:
-        torch.set_num_threads(check_int(num_threads, "num_threads"))
+        torch.set_num_threads(num_threads)
     try:
         engine, seconds = _train(packed, X, y, hyper, max_steps,
                                  "eager" if engine == "eager" else "compiled", progress)
     finally:
         torch.set_num_threads(old_threads)
-    return _result(packed, widths, seeds, engine, seconds)
+    result = _result(packed, widths, seeds, engine, seconds)
+    if bool((packed.reason == _DIV).any()):
+        _raise_divergence(result, X, lr)
+    return result
+
+
+def _raise_divergence(result, X, lr, shown=10):
+    """Raise train.DivergenceError for the networks of ``result`` with reason "diverged"."""
+    bad = [(i, j) for i, row in enumerate(result.reasons) for j, r in enumerate(row)
+           if r == "diverged"]
+    limits, X64 = {}, X.detach().to("cpu", torch.float64)
+    for i, j in bad:
+        seed, k = result.seeds[i], result.widths[j]
+        limits[(seed, k)] = train.stability_limit(*train.initial_params(seed, k, X.shape[1]), X64)
+    items = [f"seed {result.seeds[i]} width {result.widths[j]} at step {int(result.steps[i, j])} "
+             f"(L = {float(result.loss[i, j]):.3g}; stability limit 2 / lambda_max(K(w0)) = "
+             f"{limits[(result.seeds[i], result.widths[j])]:.6g})" for i, j in bad]
+    more = f", and {len(items) - shown} more" if len(items) > shown else ""
+    limit = min(limits.values())
+    total = len(result.seeds) * len(result.widths)
+    raise train.DivergenceError(
+        f"width_sweep: gradient descent diverged for {len(bad)} of {total} networks with "
+        f"lr = {lr:.6g} (the loss became non-finite or exceeded {train.DIVERGENCE:g} x "
+        f"max(L_0, |y|^2 / 2)): {', '.join(items[:shown])}{more}. "
+        f"{train._advice(limit, X.shape[0])} The other networks trained to their own "
+        "stopping rule; the full result, with reason 'diverged' for these, is the exception's "
+        ".result.", lr=lr, limit=limit, result=result, networks=list(limits), limits=limits)
 
 
 def _train(packed, X, y, hyper, max_steps, engine, progress):

@@ -188,3 +188,45 @@ def test_symmetric_blocking_of_large_n_matches_the_plain_product(gen):
     K = fast_ntk.mlp_ntk(model, X, memory_budget=None)
     assert torch.equal(fast_ntk.mlp_ntk(model, X, X), K)    # (X, X) is spotted as symmetric
     assert_close(K, fast_ntk.mlp_ntk(model, X, X.clone()), rtol=1e-13)  # one plain tile
+
+
+@pytest.fixture
+def loose_precision():
+    """TF32 and reduced float32 matmul precision switched on, as a speed-minded user might."""
+    from lecture_ntk import precision
+    saved = precision.settings()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.set_float32_matmul_precision("medium")
+    yield precision.settings()
+    precision._apply(saved)
+
+
+@pytest.mark.parametrize("method", ["structured", "jacobian", "ntk_vp"])
+def test_every_route_runs_under_the_precision_policy(loose_precision, monkeypatch, method):
+    # Settings seen inside the network's activation and the Gram products of the routes: full
+    # float32 precision while the call runs, the caller's settings restored afterwards.
+    from lecture_ntk import activations, precision
+    seen = []
+
+    def phi(z):
+        seen.append(precision.settings())
+        return torch.tanh(z)
+
+    gram = fast_ntk._gram
+
+    def spy(*args):
+        seen.append(precision.settings())
+        return gram(*args)
+
+    monkeypatch.setattr(fast_ntk, "_gram", spy)
+    probe = activations.Activation("probe", phi, lambda z: 1 - torch.tanh(z) ** 2, lambda z: z)
+    g = torch.Generator().manual_seed(0)
+    net = network.ShallowNet(*network.init_params(3, 5, 2, generator=g, dtype=torch.float32),
+                             activation=probe)
+    X = dev.randn(4, 3, generator=g, dtype=torch.float32)
+    fast_ntk.empirical_ntk_auto(net, X, method=method)
+    assert len(seen) >= 2
+    assert all(s == {"cuda.matmul.allow_tf32": False, "cudnn.allow_tf32": False,
+                     "float32_matmul_precision": "highest"} for s in seen)
+    assert precision.settings() == loose_precision

@@ -118,3 +118,48 @@ def test_bad_inputs(gen):
         solvers.kernel_regression_cg(X, y, X_test[:, :2])
     with pytest.raises(ValueError, match="method"):
         solvers.kernel_regression_auto(X, y, X_test, method="lu")
+
+
+@pytest.fixture
+def loose_precision():
+    """TF32 and reduced float32 matmul precision switched on, as a speed-minded user might."""
+    from lecture_ntk import precision
+    saved = precision.settings()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.set_float32_matmul_precision("medium")
+    yield precision.settings()
+    precision._apply(saved)
+
+
+def test_solvers_run_under_the_precision_policy(gen, loose_precision, monkeypatch):
+    # Settings seen by the kernel and by the PCG products: full float32 precision during every
+    # public solver call, the caller's settings restored afterwards.
+    from lecture_ntk import precision
+    seen = []
+    full = {"cuda.matmul.allow_tf32": False, "cudnn.allow_tf32": False,
+            "float32_matmul_precision": "highest"}
+
+    def kernel(A, B=None):
+        seen.append(precision.settings())
+        return kernels.ntk(A, B)
+
+    matvec = solvers._matvec
+
+    def spy(*args):
+        seen.append(precision.settings())
+        return matvec(*args)
+
+    monkeypatch.setattr(solvers, "_matvec", spy)
+    X, y, X_test = (t.float() for t in _data(gen, n=40, m=5, d=4))
+    calls = [
+        lambda: solvers.kernel_regression_cg(X, y, X_test, kernel=kernel, ridge=1e-2, tol=1e-4),
+        lambda: solvers.kernel_regression_auto(X, y, X_test, kernel=kernel, ridge=1e-2),
+        lambda: solvers.kernel_matvec(kernel, X, y, chunk_size=16),
+        lambda: solvers.pivoted_cholesky(kernel, X, 5),
+    ]
+    for call in calls:
+        seen.clear()
+        call()
+        assert seen and all(s == full for s in seen)
+        assert precision.settings() == loose_precision

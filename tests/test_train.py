@@ -1,5 +1,6 @@
 """Gradient descent with Example 3's stopping rules: reference loop, batched width sweep."""
 import math
+import re
 import shutil
 
 import pytest
@@ -229,3 +230,140 @@ def test_gradient_descent_bad_inputs(example):
         train.initial_params(0, 2 ** 20)
     with pytest.raises(ValueError, match="seed"):
         train.initial_params(-1, 3)
+
+
+# ------------------------------------------------------------------------------ divergence
+# lr = 1.0 on widths (5, 16), seeds (0, 1): seed 1's networks diverge (their limits 2 / lambda_max
+# are 0.026 and 0.091), seed 0's do not (a ReLU network may survive a large step by losing units).
+DIV_WIDTHS, DIV_SEEDS, DIV_LR = (5, 16), (0, 1), 1.0
+NUM = r"(\d+(?:\.\d+)?(?:e[+-]?\d+)?|inf)"                  # a number as the messages print it
+LIMIT_RE = r"2 / lambda_max\(K\(w0\)\) = " + NUM
+
+
+def _jacobian_limit(A, B, X):
+    """2 / lambda_max(J J^T), J = d f(X) / d w by torch.autograd.functional.jacobian (float64)."""
+    k, d = B.shape
+
+    def f(w):
+        return network.forward(*network.unflatten(w, k=k, d=d), X)[:, 0]
+
+    J = torch.autograd.functional.jacobian(f, network.flatten(A, B))       # (n, k + k d)
+    return 2.0 / torch.linalg.eigvalsh(J @ J.T)[-1].item()
+
+
+def test_stability_limit_is_two_over_the_largest_eigenvalue_of_j_jt(example):
+    X, _ = example
+    for s, k in ((0, 3), (1, 16), (2, 70)):
+        A, B = train.initial_params(s, k)
+        assert math.isclose(train.stability_limit(A, B, X), _jacobian_limit(A, B, X), rel_tol=1e-12)
+        A32, B32 = train.initial_params(s, k, dtype=torch.float32)   # computed in float64 anyway
+        assert math.isclose(train.stability_limit(A32, B32, X.float()), _jacobian_limit(A, B, X),
+                            rel_tol=1e-5)
+    A, B = train.initial_params(0, 4)
+    dead = -torch.ones_like(B)                # B x < 0 for every x = (x, 1) with x >= 0: K = 0
+    assert train.stability_limit(A, dead, X.abs()) == math.inf
+
+
+def test_gradient_descent_far_above_the_limit_raises_with_lr_and_limit(example):
+    X, y = example
+    A, B = train.initial_params(0, 16)
+    limit = _jacobian_limit(A, B, X)
+    lr = 30 * limit
+    with pytest.raises(train.DivergenceError) as info:
+        train.gradient_descent(A, B, X, y, lr=lr)
+    err, msg = info.value, str(info.value)
+    assert isinstance(err, ValueError)
+    assert msg.startswith("gradient_descent: the loss diverged at step ")
+    assert math.isclose(float(re.search(r"with lr = " + NUM, msg).group(1)), lr, rel_tol=1e-5)
+    assert math.isclose(float(re.search(LIMIT_RE, msg).group(1)), limit, rel_tol=1e-5)
+    assert err.lr == lr and math.isclose(err.limit, limit, rel_tol=1e-12)
+    res = err.result                                  # the run up to the divergence is kept
+    L0, ceiling = res.losses[0].item(), 1e3 * max(res.losses[0].item(), 0.5 * float(y @ y))
+    assert res.reason == "diverged" and 1 <= res.steps < 10 and len(res.losses) == res.steps + 1
+    assert res.loss == res.losses[-1].item() > ceiling >= 1e3 * L0
+    assert bool((res.losses[:-1] <= ceiling).all())   # stopped at the first step past the ceiling
+
+
+def test_gradient_descent_below_the_limit_does_not_raise(example):
+    X, y = example
+    A, B = train.initial_params(0, 16)
+    ref = train.gradient_descent(A, B, X, y, lr=0.9 * _jacobian_limit(A, B, X), max_steps=300)
+    assert ref.reason == "cap" and ref.steps == 300 and ref.loss < ref.losses[0].item()
+
+
+def test_non_finite_loss_is_a_divergence(example, monkeypatch):
+    # float32 with lr = 100 x the limit overflows to inf at step 3 (the ceiling switched off, so
+    # only the non-finite rule can fire); in the sweep at the same step.
+    monkeypatch.setattr(train, "DIVERGENCE", math.inf)
+    X, y = example
+    X32, y32 = X.float(), y.float()
+    A, B = train.initial_params(2, 70, dtype=torch.float32)
+    lr = 100 * _jacobian_limit(*train.initial_params(2, 70), X)
+    with pytest.raises(train.DivergenceError, match="L = inf") as info:
+        train.gradient_descent(A, B, X32, y32, lr=lr)
+    assert info.value.result.reason == "diverged" and info.value.result.steps == 3
+    with pytest.raises(train.DivergenceError, match="seed 2 width 70 at step 3 \\(L = inf") as info:
+        sweep.width_sweep(X32, y32, [70], [2], lr=lr, dtype=torch.float32, engine="eager",
+                          progress=False)
+    assert info.value.result.reasons == (("diverged",),)
+    # A loss that is not finite at the starting weights stops before the first step.
+    big = torch.full_like(y32, 1e20)                  # y^2 overflows float32
+    with pytest.raises(train.DivergenceError, match="step 0 .*not finite in torch.float32"):
+        train.gradient_descent(A, B, X32, big)
+    with pytest.raises(train.DivergenceError, match="at step 0 "):
+        sweep.width_sweep(X32, big, [70], [2], dtype=torch.float32, engine="eager", progress=False)
+
+
+def _check_sweep_divergence(example, engine):
+    X, y = example
+    with pytest.raises(train.DivergenceError) as info:
+        sweep.width_sweep(X, y, DIV_WIDTHS, DIV_SEEDS, lr=DIV_LR, max_steps=300, engine=engine,
+                          progress=False)
+    err, msg = info.value, str(info.value)
+    assert isinstance(err, ValueError) and err.lr == DIV_LR
+    assert msg.startswith("width_sweep: gradient descent diverged for 2 of 4 networks with lr = 1 ")
+    named = re.findall(r"seed (\d+) width (\d+) at step (\d+) \(L = [^;]+; stability limit "
+                       + LIMIT_RE + r"\)", msg)
+    assert {(int(s), int(k)) for s, k, _, _ in named} == {(1, 5), (1, 16)} == set(err.networks)
+    res = err.result                                  # every network's work is kept
+    for i, s in enumerate(DIV_SEEDS):
+        for j, k in enumerate(DIV_WIDTHS):
+            A, B = train.initial_params(s, k)
+            try:
+                ref = train.gradient_descent(A, B, X, y, lr=DIV_LR, max_steps=300)
+            except train.DivergenceError as e:
+                ref = e.result
+                limit = _jacobian_limit(A, B, X)
+                assert math.isclose(err.limits[(s, k)], limit, rel_tol=1e-12)
+                shown = next(float(v) for s_, k_, _, v in named if (int(s_), int(k_)) == (s, k))
+                assert math.isclose(shown, limit, rel_tol=1e-5)
+            assert (res.reasons[i][j], int(res.steps[i, j])) == (ref.reason, ref.steps), (s, k)
+            assert_close(res.A[i][j], ref.A, rtol=1e-10)
+    assert res.reasons == (("patience", "cap"), ("diverged", "diverged"))
+    assert math.isclose(err.limit, min(err.limits.values()))
+    assert math.isclose(float(re.search(r"use a smaller lr, e.g. " + NUM, msg).group(1)),
+                        0.5 * err.limit, rel_tol=1e-2)
+    return res
+
+
+def test_eager_sweep_names_the_diverged_networks(example):
+    assert _check_sweep_divergence(example, "eager").engine == "eager"
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_compiled_sweep_names_the_diverged_networks(example):
+    res = _check_sweep_divergence(example, "compiled")
+    if shutil.which("g++") or shutil.which("c++"):
+        assert res.engine == "compiled"
+
+
+def test_sweep_below_the_limits_does_not_raise(example):
+    X, y = example
+    lr = 0.9 * min(train.stability_limit(*train.initial_params(s, k), X)
+                   for s in DIV_SEEDS for k in DIV_WIDTHS)
+    res = sweep.width_sweep(X, y, DIV_WIDTHS, DIV_SEEDS, lr=lr, max_steps=200, engine="eager",
+                            progress=False)
+    assert "diverged" not in {r for row in res.reasons for r in row}
+    assert train.REASONS == ("threshold", "patience", "cap", "diverged")
+    assert set(sweep._CODES.values()) == set(train.REASONS)

@@ -4,7 +4,8 @@ One table row per (function, kind of bad input): wrong rank or shape, mismatched
 dimensions, non-finite values, integer / boolean / complex / half dtypes, mixed dtypes,
 mixed devices (a ``meta`` tensor stands in for a second device, so this runs without a GPU),
 unknown activation names (the message lists the known ones), depth < 1, negative or
-non-finite ridge, widths < 1, bad counts, generators and dtypes.
+non-finite ridge, widths < 1, bad counts, generators and dtypes. Every message starts with
+the argument's name and says what was expected and what was given.
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from lecture_ntk import (activations, data, device, empirical, hessian, kernels, linearize,
-                         network, regression)
+from torch import nn
+
+from lecture_ntk import (activations, data, device, empirical, fast_ntk, hessian, kernels,
+                         linearize, network, regression, scaling, solvers, sweep, train)
 
 F64 = torch.float64
 G = torch.Generator().manual_seed(0)
@@ -265,52 +268,223 @@ def test_bad_input_raises_naming_the_argument(call, exc, match):
         call()
 
 
-def _others():
-    """Rows for modules written in parallel (solvers, fast_ntk, train): argument names only."""
-    rows = []
-    try:
-        from lecture_ntk import fast_ntk
-        net = network.ShallowNet.init(3, 8, 3, generator=torch.Generator().manual_seed(1))
-        rows += [
-            ("mlp_ntk reduce", lambda: fast_ntk.mlp_ntk(net, X, reduce="avg"), ValueError,
-             std("reduce")),
-            ("mlp_ntk X2 other d", lambda: fast_ntk.mlp_ntk(net, X, Y[:, :2]), ValueError,
-             std("X2")),
-            ("mlp_ntk X1 int", lambda: fast_ntk.mlp_ntk(net, X.long()), TypeError, std("X1")),
-            ("mlp_ntk X2 other device", lambda: fast_ntk.mlp_ntk(net, X, META), ValueError,
-             std("X2")),
-        ]
-    except ImportError:
-        pass
-    try:
-        from lecture_ntk import solvers
-        rows += [
-            ("kernel_regression_cg ridge < 0", lambda: solvers.kernel_regression_cg(
-                X, Y4, X, ridge=-1.0), ValueError, std("ridge")),
-            ("kernel_regression_cg X_test other d", lambda: solvers.kernel_regression_cg(
-                X, Y4, X[:, :2]), ValueError, std("X_test")),
-            ("kernel_regression_cg depth 0", lambda: solvers.kernel_regression_cg(
-                X, Y4, X, depth=0), ValueError, std("depth")),
-        ]
-    except ImportError:
-        pass
-    try:
-        from lecture_ntk import train
-        rows += [
-            ("gradient_descent lr < 0", lambda: train.gradient_descent(A, B, X, Y4, lr=-1.0),
-             ValueError, std("lr")),
-            ("gradient_descent X NaN", lambda: train.gradient_descent(A, B, NAN, Y4), ValueError,
-             std("X")),
-        ]
-    except ImportError:
-        pass
-    return rows
+# Rows for train, sweep, scaling, fast_ntk and solvers.
+X2D = data.with_bias(torch.linspace(-1, 1, 5, dtype=F64))        # (5, 2), as Example 3
+Y5 = torch.sin(3 * X2D[:, 0])
+A2, B2 = train.initial_params(0, 4)
+NET = network.ShallowNet.init(3, 8, 3, generator=torch.Generator().manual_seed(1))
+NTK = kernels.ntk
+SWEEP = dict(widths=[3], seeds=[0], max_steps=1, progress=False, engine="eager")
 
 
-OTHERS = _others()
+def gd(**kw):
+    args = dict(A=A2, B=B2, X=X2D, y=Y5, max_steps=2)
+    args.update(kw)
+    return train.gradient_descent(args.pop("A"), args.pop("B"), args.pop("X"), args.pop("y"),
+                                  **args)
 
 
-@pytest.mark.parametrize("call, exc, match", [c[1:] for c in OTHERS], ids=[c[0] for c in OTHERS])
-def test_bad_input_raises_in_parallel_modules(call, exc, match):
+def ws(**kw):
+    return sweep.width_sweep(kw.pop("X", X2D), kw.pop("y", Y5), **{**SWEEP, **kw})
+
+
+def cg(**kw):
+    return solvers.kernel_regression_cg(kw.pop("X_train", X), kw.pop("y", Y4),
+                                        kw.pop("X_test", Y), **kw)
+
+
+MORE = [
+    # ------------------------------------------------------------------- train
+    ("gradient_descent X other device", lambda: gd(X=X2D.to("meta")), ValueError, std("X")),
+    ("gradient_descent y other device", lambda: gd(y=Y5.to("meta")), ValueError, std("y")),
+    ("gradient_descent X int", lambda: gd(X=X2D.long()), TypeError, std("X")),
+    ("gradient_descent X complex", lambda: gd(X=X2D.to(torch.complex128)), TypeError, std("X")),
+    ("gradient_descent X float32", lambda: gd(X=X2D.float()), TypeError, std("X")),
+    ("gradient_descent X NaN", lambda: gd(X=X2D * float("nan")), ValueError, std("X")),
+    ("gradient_descent X 1-D", lambda: gd(X=X2D[:, 0]), ValueError, std("X")),
+    ("gradient_descent X other d", lambda: gd(X=X2D[:, :1]), ValueError, std("X")),
+    ("gradient_descent X no rows", lambda: gd(X=X2D[:0], y=Y5[:0]), ValueError, std("X")),
+    ("gradient_descent A 1-D", lambda: gd(A=A2[0]), ValueError, std("A")),
+    ("gradient_descent A two outputs", lambda: gd(A=torch.ones(2, 4, dtype=F64)), ValueError,
+     std("A")),
+    ("gradient_descent A int", lambda: gd(A=A2.long()), TypeError, std("A")),
+    ("gradient_descent B rows", lambda: gd(B=B2[:3]), ValueError, std("B")),
+    ("gradient_descent B NaN", lambda: gd(B=B2 * float("nan")), ValueError, std("B")),
+    ("gradient_descent y length", lambda: gd(y=Y5[:3]), ValueError, std("y")),
+    ("gradient_descent y 2-D", lambda: gd(y=Y5[:, None]), ValueError, std("y")),
+    ("gradient_descent y NaN", lambda: gd(y=Y5 * float("nan")), ValueError, std("y")),
+    ("gradient_descent lr < 0", lambda: gd(lr=-1.0), ValueError, std("lr")),
+    ("gradient_descent lr 0", lambda: gd(lr=0), ValueError, std("lr")),
+    ("gradient_descent lr inf", lambda: gd(lr=float("inf")), ValueError, std("lr")),
+    ("gradient_descent lr str", lambda: gd(lr="0.1"), TypeError, std("lr")),
+    ("gradient_descent threshold < 0", lambda: gd(threshold=-1.0), ValueError, std("threshold")),
+    ("gradient_descent tol NaN", lambda: gd(tol=float("nan")), ValueError, std("tol")),
+    ("gradient_descent patience float", lambda: gd(patience=1.5), TypeError, std("patience")),
+    ("gradient_descent max_steps < 0", lambda: gd(max_steps=-1), ValueError, std("max_steps")),
+    ("gradient_descent patience_below 0", lambda: gd(patience_below=0), ValueError,
+     std("patience_below")),
+    ("initial_params width k 0", lambda: train.initial_params(0, 0), ValueError, std("k")),
+    ("initial_params k 2**20", lambda: train.initial_params(0, 2 ** 20), ValueError, std("k")),
+    ("initial_params seed < 0", lambda: train.initial_params(-1, 3), ValueError, std("seed")),
+    ("initial_params d 0", lambda: train.initial_params(0, 3, 0), ValueError, std("d")),
+    ("initial_params dtype int", lambda: train.initial_params(0, 3, dtype=torch.int64), TypeError,
+     std("dtype")),
+    ("initial_params device name", lambda: train.initial_params(0, 3, device="gpu0"), ValueError,
+     std("device")),
+    ("initial_params device type", lambda: train.initial_params(0, 3, device=1.5), TypeError,
+     std("device")),
+    ("loss y 2-D", lambda: train.loss(A2, B2, X2D, Y5[:, None]), ValueError, std("y")),
+    ("loss y length 1", lambda: train.loss(A2, B2, X2D, Y5[:1]), ValueError, std("y")),
+    ("loss_and_grad X other d", lambda: train.loss_and_grad(A2, B2, X2D[:, :1], Y5), ValueError,
+     std("X")),
+    ("loss_and_grad X int", lambda: train.loss_and_grad(A2, B2, X2D.long(), Y5), TypeError,
+     std("X")),
+    ("loss_and_grad y other device", lambda: train.loss_and_grad(A2, B2, X2D, Y5.to("meta")),
+     ValueError, std("y")),
+    ("stability_limit X other d", lambda: train.stability_limit(A2, B2, X2D[:, :1]), ValueError,
+     std("X")),
+    ("stability_limit A NaN", lambda: train.stability_limit(A2 * float("nan"), B2, X2D),
+     ValueError, std("A")),
+    # ------------------------------------------------------------------- sweep
+    ("width_sweep dtype int", lambda: ws(dtype=torch.int64), TypeError, std("dtype")),
+    ("width_sweep dtype half", lambda: ws(dtype=torch.float16), TypeError, std("dtype")),
+    ("width_sweep dtype complex", lambda: ws(dtype=torch.complex128), TypeError, std("dtype")),
+    ("width_sweep dtype str", lambda: ws(dtype="float64"), TypeError, std("dtype")),
+    ("width_sweep device name", lambda: ws(device="gpu0"), ValueError, std("device")),
+    ("width_sweep widths 0", lambda: ws(widths=[0, 3]), ValueError, std("widths")),
+    ("width_sweep widths float", lambda: ws(widths=[2.5]), TypeError, std("widths")),
+    ("width_sweep widths not a list", lambda: ws(widths=3), TypeError, std("widths")),
+    ("width_sweep widths 2**20", lambda: ws(widths=[2 ** 20]), ValueError, std("widths")),
+    ("width_sweep widths empty", lambda: ws(widths=[]), ValueError, std("widths, seeds")),
+    ("width_sweep widths repeated", lambda: ws(widths=[3, 3]), ValueError, std("widths, seeds")),
+    ("width_sweep seeds < 0", lambda: ws(seeds=[-1]), ValueError, std("seeds")),
+    ("width_sweep seeds str", lambda: ws(seeds="0"), TypeError, std("seeds")),
+    ("width_sweep X int", lambda: ws(X=X2D.long()), TypeError, std("X")),
+    ("width_sweep X NaN", lambda: ws(X=X2D * float("nan")), ValueError, std("X")),
+    ("width_sweep X no rows", lambda: ws(X=X2D[:0], y=Y5[:0]), ValueError, std("X")),
+    ("width_sweep y other device", lambda: ws(y=Y5.to("meta")), ValueError, std("y")),
+    ("width_sweep y length", lambda: ws(y=Y5[:2]), ValueError, std("y")),
+    ("width_sweep lr 0", lambda: ws(lr=0.0), ValueError, std("lr")),
+    ("width_sweep max_steps < 0", lambda: ws(max_steps=-1), ValueError, std("max_steps")),
+    ("width_sweep engine", lambda: ws(engine="gpu"), ValueError, std("engine")),
+    ("width_sweep num_threads 0", lambda: ws(num_threads=0), ValueError, std("num_threads")),
+    ("SweepResult.predict X other d", lambda: ws().predict(X), ValueError, std("X")),
+    ("SweepResult.test_mse y length", lambda: ws().test_mse(X2D, Y5[:2]), ValueError, std("y")),
+    # ----------------------------------------------------------------- scaling
+    ("loglog_slope x 2-D", lambda: scaling.loglog_slope([[1, 2]], [1, 2]), ValueError, std("x")),
+    ("loglog_slope x length 1", lambda: scaling.loglog_slope([1], [1]), ValueError, std("x")),
+    ("loglog_slope y length", lambda: scaling.loglog_slope([1, 2, 3], [1, 2]), ValueError,
+     std("y")),
+    ("loglog_slope y negative", lambda: scaling.loglog_slope([1, 2], [1, -1]), ValueError,
+     std("y")),
+    ("loglog_slope x zero", lambda: scaling.loglog_slope([0, 2], [1, 2]), ValueError, std("x")),
+    ("loglog_slope x NaN", lambda: scaling.loglog_slope([1, float("nan")], [1, 2]), ValueError,
+     std("x")),
+    ("loglog_slope x constant", lambda: scaling.loglog_slope([4, 4], [1, 2]), ValueError,
+     std("x")),
+    ("loglog_slope x strings", lambda: scaling.loglog_slope(["a", "b"], [1, 2]), TypeError,
+     std("x")),
+    ("loglog_slope x scalar", lambda: scaling.loglog_slope(3.0, [1, 2]), TypeError, std("x")),
+    ("loglog_slope x complex", lambda: scaling.loglog_slope(torch.tensor([1, 2j]), [1, 2]),
+     TypeError, std("x")),
+    ("loglog_slope y bool", lambda: scaling.loglog_slope([1, 2], np.array([True, True])),
+     TypeError, std("y")),
+    # ---------------------------------------------------------------- fast_ntk
+    ("mlp_ntk reduce", lambda: fast_ntk.mlp_ntk(NET, X, reduce="avg"), ValueError,
+     std("reduce")),
+    ("mlp_ntk output", lambda: fast_ntk.mlp_ntk(NET, X, output="sum"), ValueError,
+     std("output")),
+    ("mlp_ntk memory_budget 0", lambda: fast_ntk.mlp_ntk(NET, X, memory_budget=0), ValueError,
+     std("memory_budget")),
+    ("mlp_ntk X2 other d", lambda: fast_ntk.mlp_ntk(NET, X, Y[:, :2]), ValueError, std("X2")),
+    ("mlp_ntk X1 other d", lambda: fast_ntk.mlp_ntk(NET, Y[:, :2]), ValueError, std("X1")),
+    ("mlp_ntk X1 int", lambda: fast_ntk.mlp_ntk(NET, X.long()), TypeError, std("X1")),
+    ("mlp_ntk X1 NaN", lambda: fast_ntk.mlp_ntk(NET, NAN), ValueError, std("X1")),
+    ("mlp_ntk X1 no rows", lambda: fast_ntk.mlp_ntk(NET, X[:0]), ValueError, std("X1")),
+    ("mlp_ntk X2 other device", lambda: fast_ntk.mlp_ntk(NET, X, META), ValueError, std("X2")),
+    ("mlp_ntk model unsupported", lambda: fast_ntk.mlp_ntk(
+        nn.Sequential(nn.Linear(3, 2), nn.Hardtanh()).double(), X), TypeError, std("model")),
+    ("mlp_ntk model custom", lambda: fast_ntk.mlp_ntk(nn.Bilinear(3, 3, 1).double(), X), TypeError,
+     std("model")),
+    ("jacobian_ntk X1 other d", lambda: fast_ntk.jacobian_ntk(NET, Y[:, :2]), ValueError,
+     std("X1")),
+    ("jacobian_ntk X2 other d", lambda: fast_ntk.jacobian_ntk(NET, X, Y[:, :2]), ValueError,
+     std("X2")),
+    ("jacobian_ntk X2 no rows", lambda: fast_ntk.jacobian_ntk(NET, X, Y[:0]), ValueError,
+     std("X2")),
+    ("jacobian_ntk X1 complex", lambda: fast_ntk.jacobian_ntk(NET, X.to(torch.complex128)),
+     TypeError, std("X1")),
+    ("ntk_vp X1 other d", lambda: fast_ntk.ntk_vp(NET, Y[:, :2]), ValueError, std("X1")),
+    ("ntk_vp X1 other device", lambda: fast_ntk.ntk_vp(NET, META), ValueError, std("X1")),
+    ("empirical_ntk_auto method", lambda: fast_ntk.empirical_ntk_auto(NET, X, method="fast"),
+     ValueError, std("method")),
+    ("empirical_ntk_auto model", lambda: fast_ntk.empirical_ntk_auto("net", X), TypeError,
+     std("model")),
+    # ----------------------------------------------------------------- solvers
+    ("kernel_regression_cg ridge < 0", lambda: cg(ridge=-1.0), ValueError, std("ridge")),
+    ("kernel_regression_cg ridge NaN", lambda: cg(ridge=float("nan")), ValueError, std("ridge")),
+    ("kernel_regression_cg X_test other d", lambda: cg(X_test=X[:, :2]), ValueError,
+     std("X_test")),
+    ("kernel_regression_cg X_test other device", lambda: cg(X_test=META), ValueError,
+     std("X_test")),
+    ("kernel_regression_cg y other device", lambda: cg(y=Y4.to("meta")), ValueError, std("y")),
+    ("kernel_regression_cg X_train int", lambda: cg(X_train=X.long()), TypeError,
+     std("X_train")),
+    ("kernel_regression_cg X_train NaN", lambda: cg(X_train=NAN), ValueError, std("X_train")),
+    ("kernel_regression_cg X_train no rows", lambda: cg(X_train=X[:0], y=Y4[:0]), ValueError,
+     std("X_train")),
+    ("kernel_regression_cg y 3-D", lambda: cg(y=Y4[:, None, None]), ValueError, std("y")),
+    ("kernel_regression_cg depth 0", lambda: cg(depth=0), ValueError, std("depth")),
+    ("kernel_regression_cg activation", lambda: cg(activation="gelu"), ValueError,
+     rf"^activation: unknown name 'gelu'; {KNOWN}"),
+    ("kernel_regression_cg tol 0", lambda: cg(tol=0.0), ValueError, std("tol")),
+    ("kernel_regression_cg rank 0", lambda: cg(rank=0), ValueError, std("rank")),
+    ("kernel_regression_cg max_iter 0", lambda: cg(max_iter=0), ValueError, std("max_iter")),
+    ("kernel_regression_cg chunk_size 0", lambda: cg(chunk_size=0), ValueError,
+     std("chunk_size")),
+    ("kernel_regression_cg preconditioner", lambda: cg(preconditioner="ilu"), ValueError,
+     std("preconditioner")),
+    ("kernel_regression_cg kernel type", lambda: cg(kernel="ntk"), TypeError, std("kernel")),
+    ("kernel_regression_cg kernel shape", lambda: cg(kernel=lambda A, B=None: torch.ones(
+        2, 2, dtype=F64)), ValueError, std("kernel")),
+    ("kernel_regression_cg kernel NaN", lambda: cg(kernel=lambda A, B=None: NTK(A, B) * float(
+        "nan")), ValueError, std("kernel")),
+    ("kernel_regression_cg kernel NaN, no preconditioner", lambda: cg(
+        kernel=lambda A, B=None: NTK(A, B) * float("nan"), preconditioner="none"), ValueError,
+     std("kernel")),
+    ("kernel_regression_auto method", lambda: solvers.kernel_regression_auto(X, Y4, Y, method="lu"),
+     ValueError, std("method")),
+    ("kernel_regression_auto memory_budget", lambda: solvers.kernel_regression_auto(
+        X, Y4, Y, method="cholesky", memory_budget="1"), TypeError, std("memory_budget")),
+    ("kernel_regression_auto ridge < 0", lambda: solvers.kernel_regression_auto(
+        X, Y4, Y, ridge=-1.0), ValueError, std("ridge")),
+    ("kernel_regression_auto depth 0", lambda: solvers.kernel_regression_auto(X, Y4, Y, depth=0),
+     ValueError, std("depth")),
+    ("kernel_matvec V length", lambda: solvers.kernel_matvec(NTK, X, Y4[:2], chunk_size=2),
+     ValueError, std("V")),
+    ("kernel_matvec V float32", lambda: solvers.kernel_matvec(NTK, X, Y4.float(), chunk_size=2),
+     TypeError, std("V")),
+    ("kernel_matvec chunk_size 0", lambda: solvers.kernel_matvec(NTK, X, Y4, chunk_size=0),
+     ValueError, std("chunk_size")),
+    ("kernel_matvec ridge < 0", lambda: solvers.kernel_matvec(NTK, X, Y4, chunk_size=2,
+                                                              ridge=-1.0),
+     ValueError, std("ridge")),
+    ("kernel_matvec kernel_fn", lambda: solvers.kernel_matvec("ntk", X, Y4, chunk_size=2),
+     TypeError, std("kernel_fn")),
+    ("kernel_matvec X int", lambda: solvers.kernel_matvec(NTK, X.long(), Y4, chunk_size=2),
+     TypeError, std("X")),
+    ("pivoted_cholesky rank 0", lambda: solvers.pivoted_cholesky(NTK, X, 0), ValueError,
+     std("rank")),
+    ("pivoted_cholesky block 0", lambda: solvers.pivoted_cholesky(NTK, X, 2, block=0), ValueError,
+     std("block")),
+    ("pivoted_cholesky diag length", lambda: solvers.pivoted_cholesky(NTK, X, 2, diag=Y4[:2]),
+     ValueError, std("diag")),
+    ("pivoted_cholesky X 1-D", lambda: solvers.pivoted_cholesky(NTK, X[0], 2), ValueError,
+     std("X")),
+]
+
+
+@pytest.mark.parametrize("call, exc, match", [c[1:] for c in MORE], ids=[c[0] for c in MORE])
+def test_bad_input_raises_in_training_scaling_fast_ntk_solvers(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
