@@ -154,7 +154,7 @@ def _lean_tile(c, depth, want, buf, thr):
         if h == 0 and bool(s.amin() < thr):                # one cheap pass; nonzero when needed
             i, j = torch.nonzero(s < thr, as_tuple=True)
             near = (i, j, c[i, j])
-        delta = torch.atan2(s, torch.neg(c, out=buf), out=buf)  # pi - theta_h
+        delta = torch.acos(torch.neg(c, out=buf), out=buf)   # pi - theta_h = arccos(-c)
         if want == "terms":
             first = [None, torch.mul(c, delta).mul_(1 / math.pi)]
         if want == "ntk":
