@@ -37,6 +37,9 @@ def as_tensor(x, name: str, *, like: torch.Tensor | None = None) -> torch.Tensor
                             f"{type(x).__name__} that torch cannot read as one ({exc})") from None
     else:
         raise TypeError(f"{name}: expected a torch.Tensor or numpy array, got {type(x).__name__}")
+    if t.device.type == "meta":
+        raise ValueError(f"{name}: expected a tensor holding data (on cpu or cuda), "
+                         f"got a meta tensor")
     if t.dtype not in FLOAT_DTYPES:
         hint = " (convert with .double() or .float())" if t.dtype.is_floating_point else ""
         raise TypeError(f"{name}: expected a floating dtype (float32 or float64), "

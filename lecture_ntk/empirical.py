@@ -48,7 +48,18 @@ def _check_model(model) -> torch.Tensor:
                             f"{p.dtype} on {p.device}")
         if not bool(torch.isfinite(p).all()):
             raise ValueError(f"model: expected finite parameters, got NaN/inf entries in {name!r}")
+    for name, m in model.named_modules():
+        if m.training and isinstance(m, _STOCHASTIC_IN_TRAINING):
+            raise ValueError(
+                f"model: expected a model in eval mode, got {type(m).__name__} "
+                f"{name or '(the model)'!r} in training mode (dropout would make the kernel "
+                f"random; batch norm would use the statistics of each batch and update its "
+                f"running averages); call model.eval() first")
     return first
+
+
+# Layers whose training-mode forward is random or depends on (and changes) batch statistics.
+_STOCHASTIC_IN_TRAINING = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._NormBase)
 
 
 @full_precision()
@@ -144,6 +155,11 @@ def empirical_ntk(model: nn.Module, X1, X2=None, *, method: str = "auto",
         no autograd graph. At finite width the off-diagonal blocks a != b are not zero
         in general; only in the infinite-width limit does the kernel become
         K(x, x~) I_c (§9). With X2 = None the result is exactly symmetric.
+
+    The gradient is over every parameter of the model, ``requires_grad=False`` ones
+    included (freeze a layer by leaving it out of the model). The model must be in eval
+    mode if it has dropout or batch-norm layers (ValueError otherwise); a model with
+    hooks takes the Jacobian route under "auto", since hooks can change its forward.
 
     Numerics: every route runs under ``precision.full_precision``; the routes agree
     to rounding (tests/test_fast_ntk.py, float64, 1e-10).

@@ -89,8 +89,25 @@ def _elementwise(m: nn.Module) -> _Act | None:
                     f"network.ShallowNet), got {t.__name__}; use method='jacobian' or 'ntk_vp'")
 
 
+def _has_hooks(model: nn.Module) -> bool:
+    """True if a hook could change what the module computes (the structured route reads the
+    layers' weights and never calls their forward)."""
+    glob = nn.modules.module
+    if any(getattr(glob, g, None) for g in ("_global_forward_hooks", "_global_forward_pre_hooks",
+                                             "_global_backward_hooks",
+                                             "_global_backward_pre_hooks")):
+        return True
+    return any(getattr(m, h, None) for m in model.modules()
+               for h in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                         "_backward_pre_hooks"))
+
+
 def _parse(model: nn.Module) -> list:
     """The model as a list of _Linear / _Act ops, or TypeError if it is not a supported stack."""
+    if _has_hooks(model):
+        raise TypeError("model: expected a module without hooks (the structured NTK reads the "
+                        "layers' weights and never runs their forward), got forward or backward "
+                        "hooks registered; use method='jacobian' or 'ntk_vp'")
     if type(model) is network.ShallowNet:
         act = model.activation
         scale = 1 / math.sqrt(model.k) if model.scaled else 1.0

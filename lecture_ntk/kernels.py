@@ -25,7 +25,7 @@ from . import activations
 from ._checks import as_samples, as_tensor, check_finite, check_int, check_same_d
 from .kernels_gram import (CLOSED_FORMS, erf_expectations, gram, relu_expectations,
                            relu_normalized_expectations)
-from .kernels_quadrature import DEFAULT_DEG, ArcCosJ1, expectations, sin_delta
+from .kernels_quadrature import DEFAULT_DEG, ArcCosJ1, expectations, row_norms, sin_delta
 
 _PI = math.pi
 
@@ -222,6 +222,8 @@ def gaussian_expectations(activation, s11, s22, s12, *, deg: int = DEFAULT_DEG):
 def _recursion(X1, X2, activation, depth, want):
     """Validate and run §12 in row blocks (``kernels_gram.gram``)."""
     X1 = as_samples(X1, "X1")
+    if X2 is X1:      # the same tensor: the symmetric route (exactly symmetric, half the work)
+        X2 = None
     if X2 is not None:
         X2 = as_samples(X2, "X2", like=X1)
         check_same_d(X1, X2)
@@ -235,7 +237,21 @@ def _recursion(X1, X2, activation, depth, want):
 
     out = gram(X1, X2, expect=expect, depth=depth, want=want, relu_scale=relu_scale,
                needs_det=closed is erf_expectations)
+    for K in out:
+        _check_range(K, X1, X2)
     return out[0] if want != "terms" else tuple(out)
+
+
+def _check_range(K, X1, X2):
+    """Raise if K overflowed its dtype (finite inputs whose kernel is beyond the range)."""
+    D = K.detach()
+    if D.numel() and not bool(torch.isfinite(D.amax()) & torch.isfinite(D.amin())):
+        big = max(float(row_norms(X.detach()).amax()) for X in (X1, X1 if X2 is None else X2))
+        raise ValueError(
+            f"{'X1' if X2 is None else 'X1, X2'}: the kernel overflows {K.dtype} (largest row norm |x| = {big:.3g}; kernel "
+            f"values grow like |x| |x~|, up to {torch.finfo(K.dtype).max:.3g} here): rescale the "
+            f"inputs (the ReLU kernels are homogeneous, K(a x, b x~) = a b K(x, x~))"
+            + (" or use float64" if K.dtype == torch.float32 else ""))
 
 
 def nngp(X1, X2=None, *, activation="relu_normalized", depth: int = 1) -> torch.Tensor:

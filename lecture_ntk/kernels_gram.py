@@ -143,18 +143,20 @@ def _lean_tile(c, depth, want, buf, thr):
 
     cos(theta_h) = J(theta_{h-1}) / pi, J = sin(theta) + (pi - theta) cos(theta);
     Theta^(h) / r = Theta^(h-1) / r (pi - theta_{h-1}) / pi + cos(theta_h), Theta^(0) / r = c.
-    About ten elementwise passes a layer, in place on the tile (kept in cache); c is
-    overwritten. Returns (outputs, near), near = None or (i, j, c_ij) for the entries
-    with sin(theta_0) < thr, whose values the caller replaces.
+    About ten elementwise passes a layer, in place on the tile (kept in cache); the
+    input tile c is left as it is. Returns (outputs, near), near = None or (i, j, c_ij)
+    for the entries with sin(theta_h) < thr at some layer h (there sqrt(1 - c^2) of a
+    rounded c would lose digits; cosines creep towards 1 with depth), whose values
+    the caller replaces.
     """
-    Theta = first = near = None
+    Theta = first = mask = None
+    c0 = c
     for h in range(depth):
         s = torch.mul(c, c)
         s.neg_().add_(1.0).clamp_min_(0.0).sqrt_()           # sin(theta_h)
-        if h == 0 and bool(s.amin() < thr):                # one cheap pass; nonzero when needed
-            i, j = torch.nonzero(s < thr, as_tuple=True)
-            near = (i, j, c[i, j])
-        delta = torch.acos(torch.neg(c, out=buf), out=buf)   # pi - theta_h = arccos(-c)
+        if bool(s.amin() < thr):                           # one cheap pass; rarely true
+            mask = (s < thr) if mask is None else mask.logical_or_(s < thr)
+        delta = torch.neg(c, out=buf).clamp_(-1.0, 1.0).acos_()  # pi - theta_h = arccos(-c)
         if want == "terms":
             first = [None, torch.mul(c, delta).mul_(1 / math.pi)]
         if want == "ntk":
@@ -164,6 +166,10 @@ def _lean_tile(c, depth, want, buf, thr):
             Theta.mul_(1 / math.pi).add_(c)
         if want == "terms":
             first[0] = c
+    near = None
+    if mask is not None:
+        i, j = torch.nonzero(mask, as_tuple=True)
+        near = (i, j, c0[i, j])
     return {"nngp": [c], "ntk": [Theta], "terms": first}[want], near
 
 
@@ -187,8 +193,8 @@ def relu_gram_fast(X1, X2, depth: int, want: str, relu_scale: float) -> list[tor
     n1, n2 = X1.shape[0], X2.shape[0]
     N1 = row_norms(X1)
     N2 = N1 if same else row_norms(X2)
-    U1 = unit_rows(X1, N1)
-    U2 = U1 if same else unit_rows(X2, N2)
+    U1 = unit_rows(X1)
+    U2 = U1 if same else unit_rows(X2)
     S1 = N1 * relu_scale ** (depth if want != "terms" else 1)
     outs = [X1.new_empty(n1, n2) for _ in range(2 if want == "terms" else 1)]
     tr, tc = _TILE
@@ -276,6 +282,48 @@ def _pick(out, want):
     return {"nngp": [sigma], "ntk": [Theta], "terms": list(first)}[want]
 
 
+def _extreme(X1, X2) -> bool:
+    """True if some row's largest |entry| is outside [2^-e, 2^e] (e = 500 in float64, 60 in
+    float32): then |x| or |x| |x~| could be subnormal, and rounding them costs digits."""
+    e = 500 if X1.dtype == torch.float64 else 60
+    for X in (X1,) if X2 is None else (X1, X2):
+        m = _max_abs(X)
+        m = m[m > 0]
+        if m.numel() and bool((m.amin() < 2.0 ** -e) | (m.amax() > 2.0 ** e)):
+            return True
+    return False
+
+
+def _rescaled_relu_gram(X1, X2, *, expect, depth, want, relu_scale):
+    """ReLU-family kernels of rows with extreme magnitudes, by homogeneity (§8):
+    K(x, x~) = m m~ K(x / m, x~ / m~), m = max_j |x_j| (a constant for autograd).
+
+    The scaled rows have norms in [1, sqrt(d)]; the products m m~ are formed first
+    (normal whenever the kernel value is), then applied block by block.
+    """
+    m1, Y1 = _row_scale(X1)
+    m2, Y2 = (m1, None) if X2 is None else _row_scale(X2)
+    out = gram(Y1, Y2, expect=expect, depth=depth, want=want, relu_scale=relu_scale)
+    step = max(1, _BLOCK_ENTRIES // m2.numel())
+    result = []
+    for M in out:
+        blocks = [M[i0:i0 + step] * torch.outer(m1[i0:i0 + step], m2)
+                  for i0 in range(0, M.shape[0], step)]
+        result.append(torch.cat(blocks) if len(blocks) > 1 else blocks[0])
+    return result
+
+
+def _max_abs(X):
+    D = X.detach()
+    return torch.maximum(D.amax(-1), -D.amin(-1))
+
+
+def _row_scale(X):
+    m = _max_abs(X)
+    m = torch.where(m > 0, m, torch.ones_like(m))
+    return m, X / m[:, None]
+
+
 def gram(X1, X2, *, expect, depth: int, want: str, relu_scale=None,
          needs_det: bool = False) -> list[torch.Tensor]:
     """The §12 kernels on every pair of rows of X1 (n1, d) and X2 (n2, d) (None: X2 = X1).
@@ -302,6 +350,9 @@ def gram(X1, X2, *, expect, depth: int, want: str, relu_scale=None,
     n1, n2 = X1.shape[0], X2.shape[0]
     if n1 == 0 or n2 == 0:
         return [X1 @ X2.T for _ in range(2 if want == "terms" else 1)]
+    if relu_scale is not None and _extreme(X1, None if same else X2):
+        return _rescaled_relu_gram(X1, None if same else X2, expect=expect, depth=depth,
+                                   want=want, relu_scale=relu_scale)
     step = max(1, _BLOCK_ENTRIES // n2)
     with full_precision():
         if relu_scale is not None and plain_inputs(X1, None if same else X2):
@@ -309,8 +360,8 @@ def gram(X1, X2, *, expect, depth: int, want: str, relu_scale=None,
         if relu_scale is not None or needs_det:
             N1 = row_norms(X1)
             N2 = N1 if same else row_norms(X2)
-            U1 = unit_rows(X1, N1)
-            U2 = U1 if same else unit_rows(X2, N2)
+            U1 = unit_rows(X1)
+            U2 = U1 if same else unit_rows(X2)
         if relu_scale is None:
             diag1 = _diagonals(expect, X1, depth)
             diag2 = diag1 if same else _diagonals(expect, X2, depth)

@@ -158,22 +158,31 @@ NEAR_COS = 0.5
 _PAIR_ELEMS = 2 ** 20
 
 
+def _scaled_rows(X: torch.Tensor):
+    """(m, X / m), m = max_j |x_j| per row (1 for a zero row), detached: a constant for autograd."""
+    D = X.detach()
+    m = torch.maximum(D.amax(-1, keepdim=True), -D.amin(-1, keepdim=True))  # max |x_j|
+    m = torch.where(m > 0, m, torch.ones_like(m))
+    return m, X / m
+
+
 def row_norms(X: torch.Tensor) -> torch.Tensor:
     """|x_i| for every row of X (n, d): no overflow or underflow of x^2, zero gradient at x = 0.
 
     Numerics: each row is divided by its largest |entry| (a constant for autograd)
-    before squaring, so any finite row gives a finite, accurate norm.
+    before squaring, so any finite row gives a finite, accurate norm (a norm below the
+    smallest normal number, 2^-1022 in float64, is itself rounded to a subnormal).
     """
-    D = X.detach()
-    m = torch.maximum(D.amax(-1, keepdim=True), -D.amin(-1, keepdim=True))  # max |x_j|
-    m = torch.where(m > 0, m, torch.ones_like(m))
-    Y = X / m
+    m, Y = _scaled_rows(X)
     return m[..., 0] * safe_sqrt((Y * Y).sum(-1))
 
 
-def unit_rows(X: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
-    """x / |x| row by row; a zero row stays zero."""
-    return X / torch.where(norms > 0, norms, torch.ones_like(norms))[:, None]
+def unit_rows(X: torch.Tensor) -> torch.Tensor:
+    """x / |x| row by row, a zero row stays zero; = y / |y| with y = x / max_j |x_j|, so that
+    rows of subnormal or huge entries still give unit vectors to rounding."""
+    _, Y = _scaled_rows(X)
+    r = safe_sqrt((Y * Y).sum(-1, keepdim=True))
+    return Y / torch.where(r > 0, r, torch.ones_like(r))
 
 
 def near_angles(U1: torch.Tensor, U2: torch.Tensor, c: torch.Tensor):

@@ -351,7 +351,8 @@ def _raise_divergence(result, X, lr, shown=10):
              f"(L = {float(result.loss[i, j]):.3g}; stability limit 2 / lambda_max(K(w0)) = "
              f"{limits[(result.seeds[i], result.widths[j])]:.6g})" for i, j in bad]
     more = f", and {len(items) - shown} more" if len(items) > shown else ""
-    limit = min(limits.values())
+    finite = [v for v in limits.values() if not math.isnan(v)]
+    limit = min(finite) if finite else math.nan
     total = len(result.seeds) * len(result.widths)
     raise train.DivergenceError(
         f"width_sweep: gradient descent diverged for {len(bad)} of {total} networks with "

@@ -64,7 +64,7 @@ class DivergenceError(ValueError):
     Attributes:
         lr: the learning rate used.
         limit: 2 / lambda_max(K(w0)) (``stability_limit``); for a sweep the smallest over
-            the diverged networks. inf when K(w0) = 0.
+            the diverged networks. inf when K(w0) = 0, nan when K(w0) overflows.
         networks: ((seed, k), ...) of the diverged networks of a sweep; () for one network.
         limits: {(seed, k): limit} for a sweep; {} for one network.
         result: the run with reason "diverged" where it diverged (``GDResult`` or
@@ -126,12 +126,20 @@ def check_training_data(X, y, *, like: torch.Tensor | None = None
     return X, y
 
 
+def _check_tol(tol) -> float:
+    tol = check_real(tol, "tol", minimum=0.0)
+    if tol >= 1.0:
+        raise ValueError(f"tol: expected a relative decrease in [0, 1) (a step counts as a decrease "
+                         f"when L_s < (1 - tol) L_(s-1)), got {tol}")
+    return tol
+
+
 def check_rules(lr, threshold, patience, tol, max_steps, patience_below) -> tuple:
     """Validate the step size and the stopping-rule settings; return them cleaned."""
     return (check_real(lr, "lr", minimum=0.0, strict=True),
             check_real(threshold, "threshold", minimum=0.0),
             check_int(patience, "patience", minimum=0),
-            check_real(tol, "tol", minimum=0.0),
+            _check_tol(tol),
             check_int(max_steps, "max_steps", minimum=0),
             check_int(patience_below, "patience_below", minimum=1))
 
@@ -191,7 +199,8 @@ def stability_limit(A, B, X) -> float:
         A: (1, k); B: (k, d) weights (a run's starting weights w0); X: (n, d) training inputs.
 
     Returns:
-        2 / lambda_max as a python float; inf when K = 0 (e.g. every unit dead).
+        2 / lambda_max as a python float; inf when K = 0 (e.g. every unit dead); nan when
+        K is not finite (inputs or weights so large that J J^T overflows float64).
 
     Numerics: computed in float64 whatever the dtype of the inputs (an n x n ``eigvalsh``).
     The kernel of a finite network moves during training (by O(1/sqrt(k)) for wide ones),
@@ -199,6 +208,8 @@ def stability_limit(A, B, X) -> float:
     """
     A, B, X = check_network(A, B, X)
     K = empirical.shallow_ntk(A.double(), B.double(), X.double())
+    if not bool(torch.isfinite(K).all()):
+        return math.nan
     lam = float(torch.linalg.eigvalsh(K)[-1]) if K.numel() else 0.0
     return 2.0 / lam if lam > 0 else math.inf
 
@@ -313,6 +324,10 @@ def _rule(ceiling: float, step: int, dtype) -> str:
 
 def _advice(limit: float, n: int) -> str:
     """The sentences on the stability limit 2 / lambda_max(K(w0)) shared by both loops."""
+    if math.isnan(limit):
+        return ("The stability limit 2 / lambda_max(K(w0)) could not be computed: the empirical "
+                f"NTK Gram matrix K(w0) = J J^T of the n = {n} training points overflows float64 "
+                "at the starting weights; rescale the inputs.")
     if not math.isfinite(limit):
         return ("2 / lambda_max(K(w0)) = inf: the empirical NTK Gram matrix K(w0) = J J^T of "
                 f"the n = {n} training points is zero at the starting weights (no unit active), "

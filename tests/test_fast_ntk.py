@@ -160,6 +160,45 @@ def test_pick_method_refuses_shared_parameters_and_custom_modules(gen):
     assert fast_ntk.pick_method(network.ShallowNet.init(3, 4, generator=gen)) == "structured"
 
 
+def test_hooked_models_take_the_jacobian_route(gen):
+    """A hook changes what the layers compute; the structured route never calls forward."""
+    model = _mlp(gen, 3, [4], 2)
+    X = dev.randn(5, 3, generator=gen)
+    plain = _jjt(model, X)
+    handle = model[1].register_forward_hook(lambda m, args, out: 2 * out)
+    try:
+        assert fast_ntk.pick_method(model) == "jacobian"
+        hooked = _jjt(model, X)
+        assert float((hooked - plain).abs().max()) > 1e-3        # the hook matters
+        assert_close(fast_ntk.empirical_ntk_auto(model, X), hooked, rtol=1e-10)
+        with pytest.raises(TypeError, match="model: .*hooks"):
+            fast_ntk.mlp_ntk(model, X)
+    finally:
+        handle.remove()
+    handle = model[0].register_forward_pre_hook(lambda m, args: (args[0] * 3,))
+    try:
+        assert fast_ntk.pick_method(model) == "jacobian"
+        assert_close(empirical.empirical_ntk(model, X), _jjt(model, X), rtol=1e-10)
+    finally:
+        handle.remove()
+    assert fast_ntk.pick_method(model) == "structured"
+
+
+@pytest.mark.parametrize("layer", [nn.Dropout(0.5), nn.BatchNorm1d(4)], ids=["dropout", "batchnorm"])
+def test_training_mode_dropout_and_batchnorm_are_refused_without_side_effects(gen, layer):
+    model = nn.Sequential(nn.Linear(3, 4), layer, nn.ReLU(), nn.Linear(4, 1)).double()
+    X = dev.randn(5, 3, generator=gen)
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    for method in ("auto", "jacobian", "ntk_vp"):
+        with pytest.raises(ValueError, match=r"model: expected a model in eval mode.*model\.eval"):
+            fast_ntk.empirical_ntk_auto(model, X, method=method)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in buffers.items())
+    model.eval()
+    K = fast_ntk.empirical_ntk_auto(model, X)
+    assert torch.equal(K, fast_ntk.empirical_ntk_auto(model, X))     # deterministic
+    assert_close(K, _jjt(model, X), rtol=1e-10)
+
+
 def test_bad_inputs(gen):
     model = _mlp(gen, 3, [4], 2)
     X = dev.randn(4, 3, generator=gen)

@@ -313,6 +313,72 @@ def test_fast_relu_route_is_taken_only_without_autograd(monkeypatch, gen):
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize("depth", [60, 300])
+def test_deep_relu_kernels_keep_their_digits(depth, gen):
+    """Layer cosines creep towards 1 with depth (theta_h ~ 3 pi / h): both routes stay within
+    2e-14 of the 60-digit recursion, relative to sqrt(K(x, x) K(x~, x~))."""
+    X = torch.randn(5, 3, generator=gen, dtype=F64)
+    rows = X.tolist()
+    for which in ("ntk", "nngp"):
+        ref = torch.tensor([[float(_mp_kernel(x, y, "relu_normalized", depth, which)) for y in rows]
+                            for x in rows], dtype=F64)
+        scale = ref.diagonal().sqrt()
+        fast = getattr(kernels, which)(X, depth=depth)
+        slow = getattr(kernels, which)(X.clone().requires_grad_(True), depth=depth).detach()
+        for route, K in (("fast", fast), ("angle", slow)):
+            err = float(((K - ref).abs() / (scale[:, None] * scale[None, :])).max())
+            assert err < 2e-14, f"{which}, depth {depth}, {route} route: {err:.1e}"
+
+
+@pytest.mark.parametrize("dtype", [F64, F32])
+def test_rows_of_extreme_magnitude_keep_relative_accuracy(dtype):
+    """Subnormal and huge rows: |x| of a subnormal row is itself rounded to a few bits, so the
+    ReLU kernels are taken by homogeneity on rescaled rows (K(a x, b x~) = a b K(x, x~))."""
+    tiny = torch.finfo(dtype).tiny
+    if dtype == F64:
+        rows = [[6 * 2.0 ** -1074, 2.0 ** -1074], [1e150, 0.0], [2.0 ** -1040, -2.0 ** -1041],
+                [1e-200, 3e-200], [0.3, -0.2]]
+    else:
+        rows = [[6 * 2.0 ** -149, 2.0 ** -149], [1e18, 0.0], [2.0 ** -130, -2.0 ** -131],
+                [1e-20, 3e-20], [0.3, -0.2]]
+    X = torch.tensor(rows, dtype=dtype)
+    exact = [[float(v) for v in r] for r in X.double().tolist()]   # the values as stored
+    for which, depth in itertools.product(("ntk", "nngp"), (1, 2)):
+        for K in (getattr(kernels, which)(X, depth=depth),
+                  getattr(kernels, which)(X.clone().requires_grad_(True), depth=depth).detach()):
+            assert torch.isfinite(K).all()
+            for i, j in itertools.product(range(len(rows)), repeat=2):
+                ref = float(_mp_kernel(exact[i], exact[j], "relu_normalized", depth, which))
+                got = float(K[i, j])
+                if abs(ref) > 2 ** 20 * tiny:       # a normal number: full relative accuracy
+                    assert abs(got - ref) <= VALUE_TOL[dtype] * abs(ref), (which, depth, i, j)
+                else:                               # underflows: at most a few subnormal ulps
+                    assert abs(got - ref) <= 2 ** 21 * tiny, (which, depth, i, j)
+
+
+@pytest.mark.parametrize("dtype, big", [(F64, 1e160), (F32, 1e20)])
+def test_kernel_overflow_is_an_error_not_inf(dtype, big):
+    X = torch.tensor([[big, 0.0], [1.0, 1.0]], dtype=dtype)
+    for X_ in (X, X.clone().requires_grad_(True)):
+        with pytest.raises(ValueError, match=r"^X1: the kernel overflows .*rescale"):
+            kernels.ntk(X_)
+    with pytest.raises(ValueError, match=r"^X1, X2: the kernel overflows"):
+        kernels.nngp(X, X[:1].clone())
+    assert torch.isfinite(kernels.ntk(X / big)).all()
+
+
+def test_the_same_tensor_twice_is_the_symmetric_case(gen):
+    X = torch.randn(40, 5, generator=gen, dtype=F64)
+    K = kernels.ntk(X, X, depth=2)
+    assert torch.equal(K, K.T) and torch.equal(K, kernels.ntk(X, depth=2))
+    assert_close(K, kernels.ntk(X, X.clone(), depth=2), rtol=1e-14)
+
+
+def test_meta_tensors_are_refused_by_name():
+    with pytest.raises(ValueError, match="^X1: expected a tensor holding data .*meta"):
+        kernels.ntk(torch.ones(3, 2, device="meta"))
+
+
 # ------------------------------------------------------------------------- precision policy
 
 

@@ -230,6 +230,24 @@ def test_gradient_descent_bad_inputs(example):
         train.initial_params(0, 2 ** 20)
     with pytest.raises(ValueError, match="seed"):
         train.initial_params(-1, 3)
+    for tol in (1.0, 2.0):     # every step would count as "not decreasing"
+        with pytest.raises(ValueError, match=r"^tol: expected a relative decrease in \[0, 1\)"):
+            train.gradient_descent(A, B, X, y, tol=tol)
+
+
+def test_inputs_whose_kernel_overflows_still_raise_divergence_with_the_run(example):
+    # K(w0) = J J^T overflows float64 (|x| ~ 1e200): no limit, but a DivergenceError with .result
+    X, y = example
+    X = X * 1e200
+    A, B = train.initial_params(0, 16)
+    assert math.isnan(train.stability_limit(A, B, X))
+    with pytest.raises(train.DivergenceError, match="could not be computed.*rescale") as info:
+        train.gradient_descent(A, B, X, y, max_steps=10)
+    assert math.isnan(info.value.limit) and info.value.result.reason == "diverged"
+    with pytest.raises(train.DivergenceError, match="could not be computed") as info:
+        sweep.width_sweep(X, y, [3, 16], [0], max_steps=10, engine="eager", progress=False)
+    assert [list(r) for r in info.value.result.reasons] == [["diverged", "diverged"]]
+    assert math.isnan(info.value.limit) and len(info.value.limits) == 2
 
 
 # ------------------------------------------------------------------------------ divergence
