@@ -38,6 +38,12 @@ def make_generator(seed: int) -> torch.Generator:
     return gen
 
 
+def _type_name(x) -> str:
+    """'numpy.random.Generator' rather than 'Generator': the module says which library."""
+    t = type(x)
+    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
 def randn(*shape: int, generator: torch.Generator, dtype=torch.float64,
           device=None) -> torch.Tensor:
     """Draw iid N(0, 1) numbers on the CPU generator, then move them to ``device``.
@@ -46,7 +52,7 @@ def randn(*shape: int, generator: torch.Generator, dtype=torch.float64,
     """
     if not isinstance(generator, torch.Generator):
         raise TypeError("generator: expected a torch.Generator "
-                        f"(see lecture_ntk.device.make_generator), got {type(generator).__name__}")
+                        f"(see lecture_ntk.device.make_generator), got {_type_name(generator)}")
     z = torch.randn(*shape, generator=generator, dtype=dtype, device="cpu")
     return z.to(device) if device is not None else z
 
@@ -56,6 +62,6 @@ def rand(*shape: int, generator: torch.Generator, dtype=torch.float64,
     """Draw iid U[0, 1) numbers on the CPU generator, then move them to ``device``."""
     if not isinstance(generator, torch.Generator):
         raise TypeError("generator: expected a torch.Generator "
-                        f"(see lecture_ntk.device.make_generator), got {type(generator).__name__}")
+                        f"(see lecture_ntk.device.make_generator), got {_type_name(generator)}")
     u = torch.rand(*shape, generator=generator, dtype=dtype, device="cpu")
     return u.to(device) if device is not None else u

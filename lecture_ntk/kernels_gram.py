@@ -138,29 +138,45 @@ def plain_inputs(*Xs) -> bool:
     return True
 
 
-def _lean_tile(c, depth, want, buf, thr):
+class _TileBuffers:
+    """Scratch tiles reused across the tiles of one Gram (fresh multi-MB allocations would be
+    paid for again in page faults at every tile)."""
+
+    def __init__(self, like: torch.Tensor, entries: int, want: str):
+        names = ["gemm", "s0", "s1", "delta"] + {"ntk": ["theta"], "terms": ["first"]}.get(want, [])
+        self._flat = {n: like.new_empty(entries) for n in names}
+
+    def get(self, name: str, shape) -> torch.Tensor:
+        return self._flat[name][:shape[0] * shape[1]].view(shape)
+
+
+def _lean_tile(c, depth, want, bufs, thr):
     """The sqrt(2)-ReLU recursion on a tile of cosines c, per unit |x| |x~|, in place.
 
     cos(theta_h) = J(theta_{h-1}) / pi, J = sin(theta) + (pi - theta) cos(theta);
     Theta^(h) / r = Theta^(h-1) / r (pi - theta_{h-1}) / pi + cos(theta_h), Theta^(0) / r = c.
-    About ten elementwise passes a layer, in place on the tile (kept in cache); the
-    input tile c is left as it is. Returns (outputs, near), near = None or (i, j, c_ij)
-    for the entries with sin(theta_h) < thr at some layer h (there sqrt(1 - c^2) of a
-    rounded c would lose digits; cosines creep towards 1 with depth), whose values
-    the caller replaces.
+    About ten elementwise passes a layer on the scratch tiles of ``bufs`` (kept in cache);
+    the input tile c is left as it is. Returns (outputs, near): the outputs are views of
+    the scratch tiles (valid until the next tile), near = None or (i, j, c_ij) for the
+    entries with sin(theta_h) < thr at some layer h (there sqrt(1 - c^2) of a rounded c
+    would lose digits; cosines creep towards 1 with depth), whose values the caller
+    replaces.
     """
+    shape = c.shape
     Theta = first = mask = None
     c0 = c
     for h in range(depth):
-        s = torch.mul(c, c)
+        s = torch.mul(c, c, out=bufs.get(f"s{h % 2}", shape))
         s.neg_().add_(1.0).clamp_min_(0.0).sqrt_()           # sin(theta_h)
         if bool(s.amin() < thr):                           # one cheap pass; rarely true
             mask = (s < thr) if mask is None else mask.logical_or_(s < thr)
-        delta = torch.neg(c, out=buf).clamp_(-1.0, 1.0).acos_()  # pi - theta_h = arccos(-c)
+        delta = torch.neg(c, out=bufs.get("delta", shape)).clamp_(-1.0, 1.0).acos_()
+        #       pi - theta_h = arccos(-c)
         if want == "terms":
-            first = [None, torch.mul(c, delta).mul_(1 / math.pi)]
+            first = [None, torch.mul(c, delta, out=bufs.get("first", shape)).mul_(1 / math.pi)]
         if want == "ntk":
-            Theta = torch.mul(c, delta) if h == 0 else Theta.mul_(delta)
+            Theta = torch.mul(c, delta, out=bufs.get("theta", shape)) if h == 0 else \
+                Theta.mul_(delta)
         c = s.addcmul_(delta, c).mul_(1 / math.pi)           # cos(theta_{h+1}) = J / pi
         if Theta is not None:
             Theta.mul_(1 / math.pi).add_(c)
@@ -177,56 +193,73 @@ def relu_gram_fast(X1, X2, depth: int, want: str, relu_scale: float) -> list[tor
     """The ReLU-family kernels of ``gram`` for inputs no autograd tracks: values only, fast.
 
     Same values as the angle route of ``gram`` (to a few ulp relative to
-    sqrt(K(x, x) K(x~, x~))), computed tile by tile: one GEMM of unit rows
-    U1 U2^T, then the recursion as about ten in-place elementwise passes per layer
-    (``_lean_tile``), then one scaling by |x| |x~| relu_scale^L. Pairs with
-    |cos(theta_0)| > FAST_NEAR_COS, where sqrt(1 - c^2) of a rounded c would lose
-    digits, are recomputed from difference vectors (``angles_at``) and carried
-    through the layers on the angle route (``_relu_layers``). With X2 = None only
-    the tiles on and above the diagonal are computed and mirrored: the result is
-    exactly symmetric and costs about half a Gram.
+    sqrt(K(x, x) K(x~, x~))), computed tile by tile: one GEMM X1 X2^T scaled to
+    cosines, then the recursion as about ten in-place elementwise passes per layer
+    (``_lean_tile``), then one scaling by |x| |x~| relu_scale^L written straight into
+    the output. Pairs with sin(theta_h) < sqrt(1 - FAST_NEAR_COS^2) at some layer,
+    where sqrt(1 - c^2) of a rounded c would lose digits, are recomputed from
+    difference vectors (``angles_at``) and carried through the layers on the angle
+    route (``_relu_layers``). With X2 = None only the tiles on and above the diagonal
+    are computed and mirrored: the result is exactly symmetric and costs about half a
+    Gram. Expects rows of ordinary magnitude (``gram`` rescales extreme ones first).
 
     Memory: the output plus a few tiles of ``_TILE`` entries.
     """
     same = X2 is None
     X2 = X1 if same else X2
     n1, n2 = X1.shape[0], X2.shape[0]
-    N1 = row_norms(X1)
-    N2 = N1 if same else row_norms(X2)
-    U1 = unit_rows(X1)
-    U2 = U1 if same else unit_rows(X2)
+    N1 = torch.linalg.vector_norm(X1, dim=1)    # rows of ordinary magnitude: no over/underflow
+    N2 = N1 if same else torch.linalg.vector_norm(X2, dim=1)
+    R1, R2 = _inverse(N1), (None if same else _inverse(N2))
+    R2 = R1 if same else R2
     S1 = N1 * relu_scale ** (depth if want != "terms" else 1)
     outs = [X1.new_empty(n1, n2) for _ in range(2 if want == "terms" else 1)]
     tr, tc = _TILE
     if same:
         tc = tr
     thr = math.sqrt((1 - FAST_NEAR_COS) * (1 + FAST_NEAR_COS))
-    buf = X1.new_empty(tr * tc)
+    bufs = _TileBuffers(X1, tr * tc, want)
     for i0 in range(0, n1, tr):
         i1 = min(i0 + tr, n1)
         for j0 in range(i0 if same else 0, n2, tc):
             j1 = min(j0 + tc, n2)
-            C = U1[i0:i1] @ U2[j0:j1].T
-            tiles, near = _lean_tile(C, depth, want, buf[:C.numel()].view(C.shape), thr)
+            C = torch.matmul(X1[i0:i1], X2[j0:j1].T, out=bufs.get("gemm", (i1 - i0, j1 - j0)))
+            C.mul_(R1[i0:i1, None]).mul_(R2[None, j0:j1])      # cosines; 0 for a zero row
+            tiles, near = _lean_tile(C, depth, want, bufs, thr)
             if near is not None:
                 i, j, c = near
                 theta = torch.zeros_like(c)     # a row with itself: theta = 0 exactly
                 other = (i + i0 != j + j0) if same else torch.ones_like(i, dtype=torch.bool)
                 if bool(other.any()):
-                    theta[other] = angles_at(U1, U2, i[other] + i0, j[other] + j0, like=c)
+                    theta[other] = _near_angles(X1[i0:i1], X2[j0:j1], i[other], j[other], c)
                 sigma, Theta, first = _relu_layers(theta, torch.ones_like(c), c.clamp(-1, 1),
                                                    depth)
                 values = {"nngp": [sigma], "ntk": [Theta], "terms": list(first)}[want]
                 for T, v in zip(tiles, values):
                     T.index_put_((i, j), v)
             for T, out in zip(tiles, outs):
-                T.mul_(S1[i0:i1, None]).mul_(N2[None, j0:j1])
+                block = out[i0:i1, j0:j1]
                 if same and j0 == i0:        # a diagonal tile: mirror its upper triangle
-                    T = torch.triu(T) + torch.triu(T, 1).mT
-                out[i0:i1, j0:j1] = T
-                if same and j0 != i0:
-                    out[j0:j1, i0:i1] = T.mT
+                    T.mul_(S1[i0:i1, None]).mul_(N2[None, j0:j1])
+                    torch.add(torch.triu(T), torch.triu(T, 1).mT, out=block)
+                    continue
+                torch.mul(T, S1[i0:i1, None], out=block).mul_(N2[None, j0:j1])
+                if same:
+                    out[j0:j1, i0:i1] = block.mT
     return outs
+
+
+def _inverse(N: torch.Tensor) -> torch.Tensor:
+    """1 / |x| per row, 0 for a zero row."""
+    return torch.where(N > 0, 1.0 / torch.where(N > 0, N, torch.ones_like(N)), torch.zeros_like(N))
+
+
+def _near_angles(X1b, X2b, i, j, like):
+    """Accurate angles of the pairs (X1b[i], X2b[j]) of one tile, from the unit vectors of only
+    the rows involved (at most one tile's rows): ``angles_at`` on ``unit_rows``."""
+    rows_i, at_i = torch.unique(i, return_inverse=True)
+    rows_j, at_j = torch.unique(j, return_inverse=True)
+    return angles_at(unit_rows(X1b[rows_i]), unit_rows(X2b[rows_j]), at_i, at_j, like=like)
 
 
 def _general_block(expect, G, diag1, diag2, det0, depth, i0):

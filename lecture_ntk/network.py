@@ -47,8 +47,9 @@ def _check_AB(A, B) -> tuple[torch.Tensor, torch.Tensor]:
     A = check_finite(check_ndim(as_tensor(A, "A"), 2, "A", "(c, k)"), "A")
     B = check_finite(check_ndim(as_tensor(B, "B", like=A), 2, "B", "(k, d)"), "B")
     if A.shape[1] != B.shape[0]:
-        raise ValueError(f"B: expected {A.shape[1]} rows to match the width k of A {tuple(A.shape)}, "
-                         f"got shape {tuple(B.shape)}")
+        raise ValueError(f"B: expected shape (k, d) with k = {A.shape[1]}, the columns of A "
+                         f"(shape (c, k) = {tuple(A.shape)}), got shape {tuple(B.shape)}"
+                         + (" (were A and B swapped?)" if B.shape[1] == A.shape[0] else ""))
     return A, B
 
 

@@ -54,8 +54,9 @@ def _not_pd_error(M: torch.Tensor, ridge: float,
         f"K_train: expected a positive definite matrix (K_train + ridge I with ridge = {ridge:g}), "
         f"but {what} in {M.dtype}: smallest eigenvalue {lo:.3e}, "
         f"largest {hi:.3e}, condition number {cond}. Add a ridge (e.g. ridge=1e-8 * "
-        f"trace/n = {1e-8 * float(torch.diagonal(M).mean()):.1e}) or compute the kernel in "
-        "float64.")
+        f"trace/n = {1e-8 * float(torch.diagonal(M).mean()):.1e})"
+        + (" or compute the kernel in float64." if M.dtype != torch.float64 else
+           " (the kernel is already float64: a ridge is the remedy)."))
 
 
 @full_precision()

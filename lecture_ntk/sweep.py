@@ -220,6 +220,16 @@ class SweepResult:
     engine: str
     seconds: float
 
+    def __repr__(self) -> str:
+        counts = {}
+        for row in self.reasons:
+            for r in row:
+                counts[r] = counts.get(r, 0) + 1
+        stops = ", ".join(f"{r}: {c}" for r, c in sorted(counts.items()))
+        return (f"SweepResult(widths={list(self.widths)}, seeds={list(self.seeds)}, "
+                f"steps {int(self.steps.min())}..{int(self.steps.max())}, stops {{{stops}}}, "
+                f"engine={self.engine!r})")
+
     def predict(self, X) -> torch.Tensor:
         """Outputs of every trained network on the rows of X (n, d): shape (S, W, n).
 

@@ -237,6 +237,11 @@ class GDResult:
     reason: str
     losses: torch.Tensor
 
+    def __repr__(self) -> str:
+        k, d = self.B.shape
+        return (f"GDResult(k={k}, d={d}, steps={self.steps}, loss={self.loss:.4g}, "
+                f"reason={self.reason!r}, losses=<{len(self.losses)} values>)")
+
 
 def gradient_descent(A, B, X, y, *, lr: float = LR, threshold: float = THRESHOLD,
                      patience: int = PATIENCE, tol: float = TOL, max_steps: int = 10_000,

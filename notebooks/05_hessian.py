@@ -60,7 +60,7 @@ assert err < 1e-12
 # (`hessian.pair_order`) turns $H$ into a block-diagonal matrix of $k$ blocks
 # $\begin{pmatrix} 0 & b_i \\ b_i & c_i \end{pmatrix}$.
 
-# %%
+# %% tags=["figure:hessian_blocks"]
 perm = hessian.pair_order(k).to(device)
 fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 plots.plot_matrix(H_auto, ax=axes[0], title="H in the lecture's order (A, then B)", cmap="RdBu_r")
@@ -136,7 +136,7 @@ ntk = res["gaussian"]["ntk_mean"]
 print(f"K(x, x) over all widths: between {float(ntk.min()):.2f} and {float(ntk.max()):.2f}")
 assert 0.7 < float(ntk.min()) and float(ntk.max()) < 1.0
 
-# %%
+# %% tags=["figure:hessian_norm_vs_width"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 4))
 plots.plot_loglog(widths, {"bounded weights": res["uniform"]["norm_mean"],
                            "Gaussian weights": res["gaussian"]["norm_mean"]},
@@ -184,7 +184,7 @@ assert -0.6 < slope_w < -0.4 and slope_K < -0.4
 assert float(weight[-1]) < 0.05 and float(kernel[-1]) < 0.01
 assert bool((drift["loss"].mean(1) < 0.05 * drift["loss0"].mean(1)).all())
 
-# %%
+# %% tags=["figure:linearisation_drift"]
 curves = {"weights |w - w0| / |w0|": weight, "kernel ||K - K0|| / ||K0||": kernel}
 ax = plots.plot_loglog(drift_widths, curves,
                        xlabel="width k", ylabel="relative change after training", ref_slope=-0.5,

@@ -76,7 +76,7 @@ def test_numpy_input_and_device(device, gen):
      "X: expected finite"),
     (lambda A, B: network.forward(A, B, torch.zeros(3, 2, dtype=torch.int64)), "X: expected a floating"),
     (lambda A, B: network.forward(A, B, torch.zeros(3, 2, dtype=torch.float32)), "X: expected dtype"),
-    (lambda A, B: network.forward(A, B[:2], torch.zeros(3, 2, dtype=torch.float64)), "B: expected 3 rows"),
+    (lambda A, B: network.forward(A, B[:2], torch.zeros(3, 2, dtype=torch.float64)), r"B: expected shape \(k, d\) with k = 3"),
     (lambda A, B: network.forward(A, B, np.zeros((3, 2), dtype=np.int32)), "X: expected a floating"),
     (lambda A, B: network.forward(A, B, torch.zeros(3, 2, dtype=torch.float64), activation="nope"),
      "activation: unknown name"),

@@ -80,6 +80,10 @@ def execution_problems(nb) -> list[str]:
                         "execute the notebook top to bottom in a fresh kernel")
     problems += [f"cell {i} is empty but has outputs" for i, c in enumerate(nb.cells, start=1)
                  if c.cell_type == "code" and not c.source.strip() and c.get("outputs")]
+    problems += [f"cell {i} carries execution timestamps (metadata 'execution'): rebuild with "
+                 "python -m lecture_ntk.course build, which records none, so that a rebuild "
+                 "leaves no metadata-only diff" for i, c in enumerate(nb.cells, start=1)
+                 if "execution" in c.get("metadata", {})]
     return problems
 
 
@@ -301,6 +305,10 @@ def _error(py, nb):
                                                   traceback=["ValueError: boom"])]
 
 
+def _timestamps(py, nb):
+    nb.cells[1].metadata["execution"] = {"iopub.status.busy": "2026-12-03T18:25:27.190806Z"}
+
+
 def _repr(py, nb):
     nb.cells[1].outputs = [nbformat.v4.new_output(
         "execute_result", data={"text/plain": "tensor([1.], device='cuda:0')"}, execution_count=1)]
@@ -312,7 +320,7 @@ def _repr(py, nb):
     (_code_at_end, "code cells after"), (_text("running on cuda\n"), "cuda"),
     (_text("UserWarning: careful\n"), "Warning"), (_text("Traceback (most recent"), "traceback"),
     (_text("Matplotlib is building the font cache\n", "stderr"), "stderr"),
-    (_error, "error output"), (_repr, "device="),
+    (_error, "error output"), (_repr, "device="), (_timestamps, "timestamps"),
 ])
 def test_checks_catch_problems(good, mutate, expected):
     py, ipynb = good

@@ -220,7 +220,7 @@ def test_gradient_descent_bad_inputs(example):
     A, B = train.initial_params(0, 4)
     with pytest.raises(ValueError, match="A: expected shape \\(1, k\\)"):
         train.gradient_descent(torch.ones(2, 4, dtype=F64), B, X, y)
-    with pytest.raises(ValueError, match="B: expected 4 rows"):
+    with pytest.raises(ValueError, match=r"B: expected shape \(k, d\) with k = 4"):
         train.gradient_descent(A, B[:3], X, y)
     with pytest.raises(ValueError, match="X: expected 2 feature columns"):
         train.gradient_descent(A, B, X[:, :1], y)
@@ -385,3 +385,13 @@ def test_sweep_below_the_limits_does_not_raise(example):
     assert "diverged" not in {r for row in res.reasons for r in row}
     assert train.REASONS == ("threshold", "patience", "cap", "diverged")
     assert set(sweep._CODES.values()) == set(train.REASONS)
+
+
+def test_results_print_as_summaries_not_weights(example):
+    X, y = example
+    res = train.gradient_descent(*train.initial_params(0, 16), X, y, max_steps=5)
+    assert repr(res) == (f"GDResult(k=16, d=2, steps=5, loss={res.loss:.4g}, reason='cap', "
+                         "losses=<6 values>)")
+    out = sweep.width_sweep(X, y, [3, 16], [0, 1], max_steps=5, engine="eager", progress=False)
+    assert repr(out) == ("SweepResult(widths=[3, 16], seeds=[0, 1], steps 5..5, stops {cap: 4}, "
+                         "engine='eager')")

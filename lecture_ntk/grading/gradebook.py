@@ -81,7 +81,7 @@ def row(student, set_name, question, points, max_points, status, reason, seconds
     return {"student": clean(student, 200), "exercise_set": clean(set_name, 100),
             "question": clean(question, 100), "points": f"{points:g}",
             "max_points": f"{max_points:g}", "status": status, "reason": clean(reason),
-            "seconds": f"{seconds:.1f}"}
+            "seconds": f"{seconds:.3f}"}
 
 
 def feedback_text(student: str, set_name: str, rows: list[dict], notes: list[str]) -> str:
