@@ -267,6 +267,9 @@ def section_solve(args, device, results):
         t_v, m_v, cg = measure(lambda: solvers.kernel_regression_cg(
             X, y, X_test, ridge=ridge, tol=tol), 1, device, warmup=False)
         row(f"PCG at n = {n_max}", fmt_t(t_v), str(cg.iterations), fmt_m(m_v), "-")
+        if t_v > args.solve_budget:   # over budget: scale back as n^2 from the verified run
+            print(f"-- over the budget: n ~ {int(n_max * math.sqrt(args.solve_budget / t_v))} "
+                  f"would take {args.solve_budget:.0f} s at this run's cost per n^2")
         results["solve"] = dict(n_max=n_max, t=t_v, budget=args.solve_budget)
     dense = int(math.sqrt(mem_available() / (5 * 8)))
     print(f"-- direct route limit from free memory ({fmt_m(mem_available())}): n ~ {dense}")
@@ -418,8 +421,9 @@ def summary(results, args):
         checks.append((f"n = {r['n']}, k = {r['k']} under 1 GiB extra", fmt_m(r["mem"]),
                        r["mem"] < GiB))
     for key in [k for k in results if k.startswith("gram") or k.startswith("rectangular")]:
-        checks.append((f"closed-form {key} within 1.5x of one GEMM", f"{results[key]:.2f}x",
-                       results[key] <= 1.5))
+        extra = " (extra, not an issue target)" if key.startswith("rectangular") else ""
+        checks.append((f"closed-form {key} within 1.5x of one GEMM{extra}",
+                       f"{results[key]:.2f}x", results[key] <= 1.5))
     if "sweep" in results:
         checks.append(("batched sweep >= 10x faster than the loop", f"{results['sweep']:.0f}x",
                        results["sweep"] >= 10))

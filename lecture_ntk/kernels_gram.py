@@ -218,7 +218,7 @@ def relu_gram_fast(X1, X2, depth: int, want: str, relu_scale: float) -> list[tor
     if same:
         tc = tr
     thr = math.sqrt((1 - FAST_NEAR_COS) * (1 + FAST_NEAR_COS))
-    bufs = _TileBuffers(X1, tr * tc, want)
+    bufs = _TileBuffers(X1, min(tr, n1) * min(tc, n2), want)
     for i0 in range(0, n1, tr):
         i1 = min(i0 + tr, n1)
         for j0 in range(i0 if same else 0, n2, tc):
@@ -243,7 +243,7 @@ def relu_gram_fast(X1, X2, depth: int, want: str, relu_scale: float) -> list[tor
                     T.mul_(S1[i0:i1, None]).mul_(N2[None, j0:j1])
                     torch.add(torch.triu(T), torch.triu(T, 1).mT, out=block)
                     continue
-                torch.mul(T, S1[i0:i1, None], out=block).mul_(N2[None, j0:j1])
+                torch.mul(T.mul_(S1[i0:i1, None]), N2[None, j0:j1], out=block)  # one write
                 if same:
                     out[j0:j1, i0:i1] = block.mT
     return outs
