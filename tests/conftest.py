@@ -1,4 +1,4 @@
-"""Shared test helpers: tolerances per dtype, a relative-error assert, a device fixture."""
+"""Shared test helpers: tolerances per dtype, a relative-error assert, device and precision fixtures."""
 from __future__ import annotations
 
 import pytest
@@ -42,3 +42,16 @@ def gen():
     g = torch.Generator()
     g.manual_seed(1234)
     return g
+
+
+@pytest.fixture
+def loose_precision():
+    """TF32 and reduced float32 matmul precision switched on, as a speed-minded user might;
+    the settings before are restored afterwards."""
+    from lecture_ntk import precision
+    saved = precision.settings()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.set_float32_matmul_precision("medium")
+    yield precision.settings()
+    precision._apply(saved)

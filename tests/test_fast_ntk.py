@@ -229,18 +229,6 @@ def test_symmetric_blocking_of_large_n_matches_the_plain_product(gen):
     assert_close(K, fast_ntk.mlp_ntk(model, X, X.clone()), rtol=1e-13)  # one plain tile
 
 
-@pytest.fixture
-def loose_precision():
-    """TF32 and reduced float32 matmul precision switched on, as a speed-minded user might."""
-    from lecture_ntk import precision
-    saved = precision.settings()
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.set_float32_matmul_precision("medium")
-    yield precision.settings()
-    precision._apply(saved)
-
-
 @pytest.mark.parametrize("method", ["structured", "jacobian", "ntk_vp"])
 def test_every_route_runs_under_the_precision_policy(loose_precision, monkeypatch, method):
     # Settings seen inside the network's activation and the Gram products of the routes: full

@@ -382,17 +382,6 @@ def test_meta_tensors_are_refused_by_name():
 # ------------------------------------------------------------------------- precision policy
 
 
-@pytest.fixture
-def loose_precision():
-    """Turn TF32 and reduced float32 matmul precision on, as a speed-minded user might."""
-    saved = precision.settings()
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.set_float32_matmul_precision("medium")
-    yield precision.settings()
-    precision._apply(saved)
-
-
 def test_full_precision_sets_and_restores(loose_precision):
     assert loose_precision["float32_matmul_precision"] == "medium"
     with precision.full_precision():

@@ -120,18 +120,6 @@ def test_bad_inputs(gen):
         solvers.kernel_regression_auto(X, y, X_test, method="lu")
 
 
-@pytest.fixture
-def loose_precision():
-    """TF32 and reduced float32 matmul precision switched on, as a speed-minded user might."""
-    from lecture_ntk import precision
-    saved = precision.settings()
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.set_float32_matmul_precision("medium")
-    yield precision.settings()
-    precision._apply(saved)
-
-
 def test_solvers_run_under_the_precision_policy(gen, loose_precision, monkeypatch):
     # Settings seen by the kernel and by the PCG products: full float32 precision during every
     # public solver call, the caller's settings restored afterwards.
