@@ -316,13 +316,17 @@ def _pick(out, want):
 
 
 def _extreme(X1, X2) -> bool:
-    """True if some row's largest |entry| is outside [2^-e, 2^e] (e = 500 in float64, 60 in
-    float32): then |x| or |x| |x~| could be subnormal, and rounding them costs digits."""
-    e = 500 if X1.dtype == torch.float64 else 60
+    """True if some row's largest |entry| m is outside [sqrt(tiny / eps), sqrt(max / (16 d))]
+    (about [2^-485, 2^506] in float64 and [2^-51, 2^59] in float32 for d = 784): beyond
+    it |x|^2 could overflow or lose digits to subnormal rounding, so the fast route's
+    plain norms and products would be wrong."""
+    info = torch.finfo(X1.dtype)
+    lo = math.sqrt(info.tiny / info.eps)
+    hi = math.sqrt(info.max / (16 * X1.shape[1]))
     for X in (X1,) if X2 is None else (X1, X2):
         m = _max_abs(X)
         m = m[m > 0]
-        if m.numel() and bool((m.amin() < 2.0 ** -e) | (m.amax() > 2.0 ** e)):
+        if m.numel() and bool((m.amin() < lo) | (m.amax() > hi)):
             return True
     return False
 

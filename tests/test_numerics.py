@@ -356,6 +356,20 @@ def test_rows_of_extreme_magnitude_keep_relative_accuracy(dtype):
                     assert abs(got - ref) <= 2 ** 21 * tiny, (which, depth, i, j)
 
 
+@pytest.mark.parametrize("dtype, e", [(F32, 59.5), (F64, 507.5)])
+def test_rows_whose_squared_norm_overflows_but_kernel_does_not(dtype, e):
+    """|x|^2 = d m^2 beyond the dtype's range while K(x, x~) = O(|x| |x~|) is not: the
+    value is returned accurately, not an overflow error (nor inf)."""
+    X = torch.full((1, 784), 2.0 ** e, dtype=dtype)
+    Y = torch.cat([torch.full((1, 784), 1e-3, dtype=dtype), torch.ones(1, 784, dtype=dtype)])
+    Y[1, ::2] = -1.0
+    for which in ("ntk", "nngp"):
+        got = getattr(kernels, which)(X, Y, depth=2)
+        ref = getattr(kernels, which)(X.double() / 2.0 ** e, Y.double(), depth=2) * 2.0 ** e
+        assert torch.isfinite(got).all()
+        assert_close(got.double(), ref, rtol=VALUE_TOL[dtype] * 10)
+
+
 @pytest.mark.parametrize("dtype, big", [(F64, 1e160), (F32, 1e20)])
 def test_kernel_overflow_is_an_error_not_inf(dtype, big):
     X = torch.tensor([[big, 0.0], [1.0, 1.0]], dtype=dtype)
