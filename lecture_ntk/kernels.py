@@ -221,9 +221,9 @@ def gaussian_expectations(activation, s11, s22, s12, *, deg: int = DEFAULT_DEG):
 
 def _recursion(X1, X2, activation, depth, want):
     """Validate and run §12 in row blocks (``kernels_gram.gram``)."""
-    X1 = as_samples(X1, "X1")
-    if X2 is X1:      # the same tensor: the symmetric route (exactly symmetric, half the work)
+    if X2 is X1:      # the same tensor or array: the symmetric route (exactly symmetric, half the work)
         X2 = None
+    X1 = as_samples(X1, "X1")
     if X2 is not None:
         X2 = as_samples(X2, "X2", like=X1)
         check_same_d(X1, X2)
@@ -309,7 +309,11 @@ def nngp(X1, X2=None, *, activation="relu_normalized", depth: int = 1) -> torch.
     relative to sqrt(K(x, x) K(x~, x~)), tanh's NTK is good to ~1e-12 at |x| = 1,
     ~1e-10 at 3, ~1e-7 at 10 and only ~1e-3 to 1e-2 for |x| >= 100 (its integrands
     then have layers thinner than the quadrature nodes; softplus: <= 2e-7). For large
-    inputs prefer erf or sin (closed forms), or rescale the inputs.
+    inputs prefer erf or sin (closed forms), or rescale the inputs. Rows of subnormal
+    or huge entries are taken by homogeneity for the ReLU family (full relative accuracy
+    wherever the value is a normal number); a kernel beyond the dtype's range raises a
+    ValueError. The route is chosen from the data, so ``torch.func.vmap`` over these
+    functions is not supported (they take every row at once; ``grad``/``jacrev`` work).
     """
     return _recursion(X1, X2, activation, depth, "nngp")
 

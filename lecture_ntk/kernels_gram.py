@@ -335,17 +335,27 @@ def _rescaled_relu_gram(X1, X2, *, expect, depth, want, relu_scale):
     """ReLU-family kernels of rows with extreme magnitudes, by homogeneity (§8):
     K(x, x~) = m m~ K(x / m, x~ / m~), m = max_j |x_j| (a constant for autograd).
 
-    The scaled rows have norms in [1, sqrt(d)]; the products m m~ are formed first
-    (normal whenever the kernel value is), then applied block by block.
+    The scaled rows have norms in [1, sqrt(d)]. m m~ itself may be subnormal (or overflow)
+    where the kernel value is a normal number, so it is never formed: with m = f 2^e
+    (``torch.frexp``, f in [1/2, 1)), K = (K(y, y~) f f~) 2^a 2^b, a + b = e + e~,
+    a = floor((e + e~) / 2). Multiplying by an exact power of two is exact while the
+    result is normal, and the intermediate lies between K(y, y~) f f~ and K in
+    magnitude: one rounding in all (applied block by block).
     """
     m1, Y1 = _row_scale(X1)
     m2, Y2 = (m1, None) if X2 is None else _row_scale(X2)
     out = gram(Y1, Y2, expect=expect, depth=depth, want=want, relu_scale=relu_scale)
+    (f1, e1), (f2, e2) = torch.frexp(m1), torch.frexp(m2)
+    two = torch.tensor(2.0, dtype=m1.dtype, device=m1.device)
     step = max(1, _BLOCK_ENTRIES // m2.numel())
     result = []
     for M in out:
-        blocks = [M[i0:i0 + step] * torch.outer(m1[i0:i0 + step], m2)
-                  for i0 in range(0, M.shape[0], step)]
+        blocks = []
+        for i0 in range(0, M.shape[0], step):
+            E = e1[i0:i0 + step, None] + e2[None, :]
+            a = torch.div(E, 2, rounding_mode="floor")
+            blocks.append(M[i0:i0 + step] * torch.outer(f1[i0:i0 + step], f2)
+                          * torch.pow(two, a.to(m1.dtype)) * torch.pow(two, (E - a).to(m1.dtype)))
         result.append(torch.cat(blocks) if len(blocks) > 1 else blocks[0])
     return result
 

@@ -356,6 +356,32 @@ def test_rows_of_extreme_magnitude_keep_relative_accuracy(dtype):
                     assert abs(got - ref) <= 2 ** 21 * tiny, (which, depth, i, j)
 
 
+@pytest.mark.parametrize("dtype, a", [(F32, 4.9e-21), (F32, 2e-20), (F64, 5e-156)])
+@pytest.mark.parametrize("depth", [1, 12])
+def test_tiny_rows_whose_kernel_is_normal_keep_every_digit(dtype, a, depth):
+    """m m~ = a^2 is subnormal here while K(x, x) = (L + 1) d a^2 (x = a 1, theta = 0 at every
+    layer) is a normal number: the rescaled route never forms m m~."""
+    d = 800
+    X = torch.full((2, d), a, dtype=dtype)
+    X[1] = -X[1]                                    # antiparallel: K = 0 at depth 1
+    rows = X.double().tolist()
+    ref = torch.tensor([[float(_mp_kernel(x, y, "relu_normalized", depth, "ntk")) for y in rows]
+                        for x in rows], dtype=F64)
+    assert float(X[0, 0]) ** 2 < torch.finfo(dtype).tiny < float(ref.diagonal().min())
+    for K in (kernels.ntk(X, depth=depth),
+              kernels.ntk(X.clone().requires_grad_(True), depth=depth).detach()):
+        err = ((K.double() - ref).abs() / ref.diagonal().min()).max()
+        assert float(err) <= VALUE_TOL[dtype], (depth, float(err))
+        if depth == 1:
+            assert float(K[0, 1]) == 0.0 == float(K[1, 0])
+
+
+def test_the_same_numpy_array_twice_is_the_symmetric_case(gen):
+    Xn = torch.randn(30, 4, generator=gen, dtype=F64).numpy() * 7
+    K = kernels.ntk(Xn, Xn, depth=2)
+    assert torch.equal(K, K.T) and torch.equal(K, kernels.ntk(Xn, depth=2))
+
+
 @pytest.mark.parametrize("dtype, e", [(F32, 59.5), (F64, 507.5)])
 def test_rows_whose_squared_norm_overflows_but_kernel_does_not(dtype, e):
     """|x|^2 = d m^2 beyond the dtype's range while K(x, x~) = O(|x| |x~|) is not: the
