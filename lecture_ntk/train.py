@@ -257,8 +257,9 @@ def gradient_descent(A, B, X, y, *, lr: float = LR, threshold: float = THRESHOLD
         X: (n, d) inputs, rows are samples (``data.with_bias`` for Example 3); y: (n,).
         lr: learning rate > 0; threshold: loss level of the threshold rule;
         patience: allowed count of non-decreasing steps; tol: relative decrease that
-        counts as a decrease; max_steps: step cap; patience_below: width below which
-        the patience rule replaces the threshold rule.
+        counts as a decrease; max_steps: step cap (10,000 by default for this reference
+        loop; the batched ``sweep.width_sweep`` defaults to 100,000, as Example 3 needs);
+        patience_below: width below which the patience rule replaces the threshold rule.
 
     Returns:
         ``GDResult``.
