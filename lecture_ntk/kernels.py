@@ -24,7 +24,7 @@ import torch
 from . import activations
 from ._checks import as_samples, as_tensor, check_finite, check_int, check_same_d
 from .kernels_gram import (CLOSED_FORMS, erf_expectations, gram, relu_expectations,
-                           relu_normalized_expectations)
+                           relu_normalized_expectations, sin_expectations)
 from .kernels_quadrature import DEFAULT_DEG, ArcCosJ1, expectations, row_norms, sin_delta
 
 _PI = math.pi
@@ -143,10 +143,10 @@ def _closed(act):
     return None
 
 
-def _expectations(act, s11, s22, s12, deg=DEFAULT_DEG, det=None):
+def _expectations(act, s11, s22, s12, deg=DEFAULT_DEG, det=None, dist=None):
     closed = _closed(act)
     if closed is not None:
-        return closed(s11, s22, s12, det)
+        return closed(s11, s22, s12, det) if dist is None else closed(s11, s22, s12, det, dist)
     sigma, sigma_dot = expectations([(act.phi, act.phi), (act.dphi, act.dphi)], s11, s22, s12, deg)
     return sigma, sigma_dot
 
@@ -232,11 +232,11 @@ def _recursion(X1, X2, activation, depth, want):
     closed = _closed(act)
     relu_scale = {relu_normalized_expectations: 1.0, relu_expectations: 0.5}.get(closed)
 
-    def expect(s11, s22, s12, det=None):
-        return _expectations(act, s11, s22, s12, det=det)
+    def expect(s11, s22, s12, det=None, dist=None):
+        return _expectations(act, s11, s22, s12, det=det, dist=dist)
 
     out = gram(X1, X2, expect=expect, depth=depth, want=want, relu_scale=relu_scale,
-               needs_det=closed is erf_expectations)
+               needs_det=closed is erf_expectations, needs_dist=closed is sin_expectations)
     if relu_scale is None or not _relu_bounded(X1, X2, depth):
         for K in out:
             _check_range(K, X1, X2)

@@ -28,8 +28,9 @@ import math
 
 import torch
 
-from .kernels_quadrature import (AngleJ1, ArcCosJ1, angles_at, near_angles, next_angle,
-                                 pair_angles, polar_cos, row_norms, sin_delta, unit_rows)
+from .kernels_quadrature import (_PAIR_ELEMS, NEAR_COS, AngleJ1, ArcCosJ1, angles_at,
+                                 near_angles, next_angle, pair_angles, polar_cos, row_norms,
+                                 sin_delta, unit_rows)
 from .precision import full_precision
 
 _BLOCK_ENTRIES = 2 ** 17
@@ -58,12 +59,20 @@ def erf_expectations(s11, s22, s12, det=None):
     return (2 / math.pi) * torch.atan2(2 * s12, root), (4 / math.pi) / root
 
 
-def sin_expectations(s11, s22, s12, det=None):
-    """(Sigma, Sigma_dot) of sin: exp(-a) sinh(s12) and exp(-a) cosh(s12), a = (s11 + s22) / 2."""
+def sin_expectations(s11, s22, s12, det=None, dist=None):
+    """(Sigma, Sigma_dot) of sin: exp(-a) sinh(s12) and exp(-a) cosh(s12), a = (s11 + s22) / 2.
+
+    For |s12| >= 1 as (exp(-D_-/2) -+ exp(-D_+/2)) / 2, D_-+ = s11 + s22 -+ 2 s12 = |x -+ x~|^2;
+    ``dist`` = (D_-, D_+) computed without cancellation (``_dists``) replaces s12 - a and
+    -s12 - a, which cancel for large nearly (anti-)parallel inputs.
+    """
     a = (s11 + s22) / 2
     small = s12.abs() < 1
     s = torch.where(small, s12, torch.zeros_like(s12))      # sinh/cosh finite in both branches
-    plus, minus = torch.exp(s12 - a), torch.exp(-s12 - a)   # exponents <= 0 (|s12| <= a)
+    if dist is None:
+        plus, minus = torch.exp(s12 - a), torch.exp(-s12 - a)   # exponents <= 0 (|s12| <= a)
+    else:
+        plus, minus = torch.exp(-0.5 * dist[0]), torch.exp(-0.5 * dist[1])
     ea = torch.exp(-a)
     return (torch.where(small, ea * torch.sinh(s), (plus - minus) / 2),
             torch.where(small, ea * torch.cosh(s), (plus + minus) / 2))
@@ -262,11 +271,12 @@ def _near_angles(X1b, X2b, i, j, like):
     return angles_at(unit_rows(X1b[rows_i]), unit_rows(X2b[rows_j]), at_i, at_j, like=like)
 
 
-def _general_block(expect, G, diag1, diag2, det0, depth, i0):
+def _general_block(expect, G, diag1, diag2, det0, depth, i0, dist0=None):
     """One row block of the §12 recursion with Gaussian expectations ``expect``, G = X1b X2^T.
 
     det0: None, or s11 s22 - s12^2 of the first layer (then also passed for deeper
     layers, pinned to 0 on the diagonal when X2 is X1; see ``_diagonals``).
+    dist0: None, or (|x - x~|^2, |x + x~|^2) of the first layer (``_dists``, for sin).
     """
     sigma = G
     if i0 is not None:  # X2 is X1: c = 1 exactly on the diagonal, at every layer
@@ -277,7 +287,10 @@ def _general_block(expect, G, diag1, diag2, det0, depth, i0):
         if h > 0 and det0 is not None:
             det = s11 * s22 - sigma * sigma
             det = det if i0 is None else _pin(det, torch.zeros_like(diag1[h]), i0)
-        s, s_dot = expect(s11, s22, sigma, det=det)
+        if h == 0 and dist0 is not None:
+            s, s_dot = expect(s11, s22, sigma, det=det, dist=dist0)
+        else:
+            s, s_dot = expect(s11, s22, sigma, det=det)
         if i0 is not None:
             s = _pin(s, diag1[h + 1], i0)
         if h == 0:
@@ -285,6 +298,27 @@ def _general_block(expect, G, diag1, diag2, det0, depth, i0):
         Theta = Theta * s_dot + s
         sigma = s
     return sigma, Theta, first
+
+
+def _dists(G, X1b, X2, sq1, sq2):
+    """(|x - x~|^2, |x + x~|^2) for every pair: |x|^2 + |x~|^2 -+ 2 x.x~ where |cos| <= NEAR_COS
+    (no cancellation there: the result is at least (|x|^2 + |x~|^2) / 2), and from the
+    difference vectors x -+ x~ themselves for the nearly (anti-)parallel pairs.
+    sq1, sq2: the squared norms (n1b,), (n2,)."""
+    s = sq1[:, None] + sq2[None, :]
+    dm, dp = s - 2 * G, s + 2 * G
+    r = torch.sqrt(sq1)[:, None] * torch.sqrt(sq2)[None, :]
+    i, j = torch.nonzero(_cosines(G, r).detach().abs() > NEAR_COS, as_tuple=True)
+    if i.numel():
+        step = max(1, _PAIR_ELEMS // X1b.shape[1])
+        minus, plus = [G.new_zeros(0)], [G.new_zeros(0)]
+        for k in range(0, i.numel(), step):
+            u, v = X1b[i[k:k + step]], X2[j[k:k + step]]
+            minus.append(row_norms(u - v) ** 2)
+            plus.append(row_norms(u + v) ** 2)
+        dm = dm.index_put((i, j), torch.cat(minus))
+        dp = dp.index_put((i, j), torch.cat(plus))
+    return dm.clamp_min(0.0), dp.clamp_min(0.0)
 
 
 def _det(G, N1b, N2, U1b, U2):
@@ -372,7 +406,7 @@ def _row_scale(X):
 
 
 def gram(X1, X2, *, expect, depth: int, want: str, relu_scale=None,
-         needs_det: bool = False) -> list[torch.Tensor]:
+         needs_det: bool = False, needs_dist: bool = False) -> list[torch.Tensor]:
     """The §12 kernels on every pair of rows of X1 (n1, d) and X2 (n2, d) (None: X2 = X1).
 
     Args:
@@ -386,6 +420,8 @@ def gram(X1, X2, *, expect, depth: int, want: str, relu_scale=None,
             1/2 for max(0, z)): selects the angle route.
         needs_det: pass det = (|x| |x~| sin(theta_0))^2 from accurate angles to the
             first layer's ``expect`` (erf); otherwise det=None.
+        needs_dist: pass dist = (|x - x~|^2, |x + x~|^2), from difference vectors for
+            nearly (anti-)parallel pairs, to the first layer's ``expect`` (sin).
 
     Returns:
         list of (n1, n2) tensors. With X2 = None each is exactly symmetric.
@@ -418,11 +454,13 @@ def gram(X1, X2, *, expect, depth: int, want: str, relu_scale=None,
             if relu_scale is not None:
                 out = _relu_block(X1[i0:i1], X2, N1[i0:i1], N2, U1[i0:i1], U2, depth)
             else:
-                G, det0 = X1[i0:i1] @ X2.T, None
+                G, det0, dist0 = X1[i0:i1] @ X2.T, None, None
                 if needs_det:
                     det0 = _det(G, N1[i0:i1], N2, U1[i0:i1], U2)
+                if needs_dist:
+                    dist0 = _dists(G, X1[i0:i1], X2, diag1[0][i0:i1], diag2[0])
                 out = _general_block(expect, G, [d[i0:i1] for d in diag1], diag2, det0, depth,
-                                     i0 if same else None)
+                                     i0 if same else None, dist0)
             parts.append(_pick(out, want))
     result = [torch.cat(p) if len(p) > 1 else p[0] for p in zip(*parts)]
     if relu_scale is not None and relu_scale != 1:

@@ -40,6 +40,8 @@ HARD_POINTS = {
     "zero input": ([0.0, 0.0, 0.0], [0.3, 0.2, -1.0], True),
     "norm 1e-8": ([3e-9, -4e-9, 1e-9], [0.3, 0.2, -1.0], False),
     "norm 1e8": ([3e8, -4e8, 1e8], [0.3, 0.2, -1.0], False),
+    "norm 14, nearly parallel": ([10.0, 10.0], [10.0, 10.4714], False),
+    "norm 14, nearly antiparallel": ([10.0, 10.0], [-10.0, -10.4714], False),
     "d=1 opposite": ([0.7], [-1.3], False),
     "d=1 same side": ([0.7], [2.3], False),
 }
@@ -374,6 +376,26 @@ def test_tiny_rows_whose_kernel_is_normal_keep_every_digit(dtype, a, depth):
         assert float(err) <= VALUE_TOL[dtype], (depth, float(err))
         if depth == 1:
             assert float(K[0, 1]) == 0.0 == float(K[1, 0])
+
+
+@pytest.mark.parametrize("dtype", [F64, F32])
+def test_sin_kernel_of_large_nearly_parallel_inputs(dtype):
+    """sin's first layer needs |x -+ x~|^2; from |x|^2 + |x~|^2 -+ 2 x.x~ it would lose
+    |x|^2 eps (1e-8 in float64 at |x| = 1e4), so nearly (anti-)parallel pairs use x -+ x~."""
+    X = torch.tensor([[1e4, 1e4], [1e4, 1e4 + 1e-2], [-1e4, -1e4 - 0.5], [0.0, 0.0],
+                      [3.0, -4.0]], dtype=dtype)
+    rows = X.double().tolist()
+    for which, depth in itertools.product(("nngp", "ntk"), (1, 2)):
+        ref = torch.tensor([[float(_mp_kernel(x, y, "sin", depth, which)) for y in rows]
+                            for x in rows], dtype=F64)
+        scale = ref.diagonal().sqrt()
+        Z = X.clone().requires_grad_(True)
+        K = getattr(kernels, which)(Z, activation="sin", depth=depth)
+        (g,) = torch.autograd.grad(K.sum(), Z)
+        assert torch.isfinite(g).all()
+        for M in (K.detach(), getattr(kernels, which)(X, activation="sin", depth=depth)):
+            err = ((M.double() - ref).abs() / (scale[:, None] * scale[None, :]).clamp_min(1e-300))
+            assert float(err.max()) <= VALUE_TOL[dtype], (which, depth, float(err.max()))
 
 
 def test_the_same_numpy_array_twice_is_the_symmetric_case(gen):
