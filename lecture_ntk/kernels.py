@@ -257,8 +257,9 @@ def _check_range(K, X1, X2):
     D = K.detach()
     if D.numel() and not bool(torch.isfinite(D.amax()) & torch.isfinite(D.amin())):
         big = max(float(row_norms(X.detach()).amax()) for X in (X1, X1 if X2 is None else X2))
+        names = "X1" if X2 is None else "X1, X2"
         raise ValueError(
-            f"{'X1' if X2 is None else 'X1, X2'}: the kernel overflows {K.dtype} (largest row norm |x| = {big:.3g}; kernel "
+            f"{names}: the kernel overflows {K.dtype} (largest row norm |x| = {big:.3g}; kernel "
             f"values grow like |x| |x~|, up to {torch.finfo(K.dtype).max:.3g} here): rescale the "
             f"inputs (the ReLU kernels are homogeneous, K(a x, b x~) = a b K(x, x~))"
             + (" or use float64" if K.dtype == torch.float32 else ""))

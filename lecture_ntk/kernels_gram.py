@@ -29,8 +29,8 @@ import math
 import torch
 
 from .kernels_quadrature import (_PAIR_ELEMS, NEAR_COS, AngleJ1, ArcCosJ1, angles_at,
-                                 near_angles, next_angle, pair_angles, polar_cos, row_norms,
-                                 sin_delta, unit_rows)
+                                 near_angles, next_angle, norms_and_units, pair_angles, polar_cos,
+                                 row_norms, row_scales, scaled_rows, sin_delta, unit_rows)
 from .precision import full_precision
 
 _BLOCK_ENTRIES = 2 ** 17
@@ -358,9 +358,8 @@ def _extreme(X1, X2) -> bool:
     lo = math.sqrt(info.tiny / info.eps)
     hi = math.sqrt(info.max / (16 * X1.shape[1]))
     for X in (X1,) if X2 is None else (X1, X2):
-        m = _max_abs(X)
-        m = m[m > 0]
-        if m.numel() and bool((m.amin() < lo) | (m.amax() > hi)):
+        m = row_scales(X)                   # a zero row counts as m = 1: never extreme
+        if bool((m.amin() < lo) | (m.amax() > hi)):
             return True
     return False
 
@@ -376,8 +375,9 @@ def _rescaled_relu_gram(X1, X2, *, expect, depth, want, relu_scale):
     result is normal, and the intermediate lies between K(y, y~) f f~ and K in
     magnitude: one rounding in all (applied block by block).
     """
-    m1, Y1 = _row_scale(X1)
-    m2, Y2 = (m1, None) if X2 is None else _row_scale(X2)
+    m1, Y1 = scaled_rows(X1)
+    m2, Y2 = (m1, None) if X2 is None else scaled_rows(X2)
+    m1, m2 = m1[:, 0], m2[:, 0]
     out = gram(Y1, Y2, expect=expect, depth=depth, want=want, relu_scale=relu_scale)
     (f1, e1), (f2, e2) = torch.frexp(m1), torch.frexp(m2)
     two = torch.tensor(2.0, dtype=m1.dtype, device=m1.device)
@@ -392,17 +392,6 @@ def _rescaled_relu_gram(X1, X2, *, expect, depth, want, relu_scale):
                           * torch.pow(two, a.to(m1.dtype)) * torch.pow(two, (E - a).to(m1.dtype)))
         result.append(torch.cat(blocks) if len(blocks) > 1 else blocks[0])
     return result
-
-
-def _max_abs(X):
-    D = X.detach()
-    return torch.maximum(D.amax(-1), -D.amin(-1))
-
-
-def _row_scale(X):
-    m = _max_abs(X)
-    m = torch.where(m > 0, m, torch.ones_like(m))
-    return m, X / m[:, None]
 
 
 def gram(X1, X2, *, expect, depth: int, want: str, relu_scale=None,
@@ -441,10 +430,8 @@ def gram(X1, X2, *, expect, depth: int, want: str, relu_scale=None,
         if relu_scale is not None and plain_inputs(X1, None if same else X2):
             return relu_gram_fast(X1, None if same else X2, depth, want, relu_scale)
         if relu_scale is not None or needs_det:
-            N1 = row_norms(X1)
-            N2 = N1 if same else row_norms(X2)
-            U1 = unit_rows(X1)
-            U2 = U1 if same else unit_rows(X2)
+            N1, U1 = norms_and_units(X1)
+            N2, U2 = (N1, U1) if same else norms_and_units(X2)
         if relu_scale is None:
             diag1 = _diagonals(expect, X1, depth)
             diag2 = diag1 if same else _diagonals(expect, X2, depth)

@@ -158,12 +158,25 @@ NEAR_COS = 0.5
 _PAIR_ELEMS = 2 ** 20
 
 
-def _scaled_rows(X: torch.Tensor):
-    """(m, X / m), m = max_j |x_j| per row (1 for a zero row), detached: a constant for autograd."""
+def row_scales(X: torch.Tensor) -> torch.Tensor:
+    """m = max_j |x_j| for every row of X (n, d), 1 for a zero row; shape (n, 1), detached
+    (a constant for autograd)."""
     D = X.detach()
-    m = torch.maximum(D.amax(-1, keepdim=True), -D.amin(-1, keepdim=True))  # max |x_j|
-    m = torch.where(m > 0, m, torch.ones_like(m))
+    m = torch.maximum(D.amax(-1, keepdim=True), -D.amin(-1, keepdim=True))
+    return torch.where(m > 0, m, torch.ones_like(m))
+
+
+def scaled_rows(X: torch.Tensor):
+    """(m, X / m) with m = ``row_scales(X)``: every nonzero row of X / m has largest |entry| 1."""
+    m = row_scales(X)
     return m, X / m
+
+
+def norms_and_units(X: torch.Tensor):
+    """(|x_i|, x_i / |x_i|) for every row, from one scaling: ``row_norms`` and ``unit_rows``."""
+    m, Y = scaled_rows(X)
+    r = safe_sqrt((Y * Y).sum(-1, keepdim=True))
+    return (m * r)[..., 0], Y / torch.where(r > 0, r, torch.ones_like(r))
 
 
 def row_norms(X: torch.Tensor) -> torch.Tensor:
@@ -173,16 +186,14 @@ def row_norms(X: torch.Tensor) -> torch.Tensor:
     before squaring, so any finite row gives a finite, accurate norm (a norm below the
     smallest normal number, 2^-1022 in float64, is itself rounded to a subnormal).
     """
-    m, Y = _scaled_rows(X)
+    m, Y = scaled_rows(X)
     return m[..., 0] * safe_sqrt((Y * Y).sum(-1))
 
 
 def unit_rows(X: torch.Tensor) -> torch.Tensor:
     """x / |x| row by row, a zero row stays zero; = y / |y| with y = x / max_j |x_j|, so that
     rows of subnormal or huge entries still give unit vectors to rounding."""
-    _, Y = _scaled_rows(X)
-    r = safe_sqrt((Y * Y).sum(-1, keepdim=True))
-    return Y / torch.where(r > 0, r, torch.ones_like(r))
+    return norms_and_units(X)[1]
 
 
 def near_angles(U1: torch.Tensor, U2: torch.Tensor, c: torch.Tensor):

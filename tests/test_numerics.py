@@ -398,12 +398,6 @@ def test_sin_kernel_of_large_nearly_parallel_inputs(dtype):
             assert float(err.max()) <= VALUE_TOL[dtype], (which, depth, float(err.max()))
 
 
-def test_the_same_numpy_array_twice_is_the_symmetric_case(gen):
-    Xn = torch.randn(30, 4, generator=gen, dtype=F64).numpy() * 7
-    K = kernels.ntk(Xn, Xn, depth=2)
-    assert torch.equal(K, K.T) and torch.equal(K, kernels.ntk(Xn, depth=2))
-
-
 @pytest.mark.parametrize("dtype, e", [(F32, 59.5), (F64, 507.5)])
 def test_rows_whose_squared_norm_overflows_but_kernel_does_not(dtype, e):
     """|x|^2 = d m^2 beyond the dtype's range while K(x, x~) = O(|x| |x~|) is not: the
@@ -429,11 +423,13 @@ def test_kernel_overflow_is_an_error_not_inf(dtype, big):
     assert torch.isfinite(kernels.ntk(X / big)).all()
 
 
-def test_the_same_tensor_twice_is_the_symmetric_case(gen):
-    X = torch.randn(40, 5, generator=gen, dtype=F64)
+@pytest.mark.parametrize("as_numpy", [False, True], ids=["tensor", "numpy"])
+def test_the_same_input_twice_is_the_symmetric_case(gen, as_numpy):
+    X = torch.randn(40, 5, generator=gen, dtype=F64) * 7
+    X = X.numpy() if as_numpy else X
     K = kernels.ntk(X, X, depth=2)
     assert torch.equal(K, K.T) and torch.equal(K, kernels.ntk(X, depth=2))
-    assert_close(K, kernels.ntk(X, X.clone(), depth=2), rtol=1e-14)
+    assert_close(K, kernels.ntk(X, X.copy() if as_numpy else X.clone(), depth=2), rtol=1e-14)
 
 
 def test_meta_tensors_are_refused_by_name():
